@@ -1,0 +1,29 @@
+# One command each: `make test` (set up + lint + tests), `make demo` (set up + demo).
+# Both create their own virtual environment in $(VENV).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.prunegym-installed
+
+.PHONY: install test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check prunegym tests benchmarks
+	$(VENV)/bin/ruff format --check prunegym tests benchmarks
+
+test: lint
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Agents and searchers that play the pruning environment."""

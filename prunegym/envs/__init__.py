@@ -1,0 +1,1 @@
+"""The Gymnasium pruning environment (imports no stable_baselines3)."""

@@ -1,0 +1,176 @@
+"""Saving, loading and exporting pruned models.
+
+A pruned model is saved as its ordinary ``state_dict`` plus the shape of every
+layer and the pruning history, all plain data, so loading is
+``torch.load(path, weights_only=True)``: no pickled code runs. The architecture is
+rebuilt from a freshly built dense model (given, or named by an importable builder
+recorded at save time) whose layers are resized to the saved shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunegym.pruners.channel import HISTORY_ATTR
+from prunegym.pruners.errors import PruningError
+
+FORMAT = "prunegym-pruned-model"
+_SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features",
+                "num_features")  # fmt: skip
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+
+
+def save_pruned(
+    model: nn.Module,
+    path: str | os.PathLike,
+    builder: str | None = None,
+    builder_kwargs: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` (pruned or not) so :func:`load_pruned` can rebuild it.
+
+    ``builder`` is an importable ``"package.module:function"`` that returns the dense
+    architecture when called with ``builder_kwargs``; without it, ``load_pruned``
+    needs a freshly built dense model.
+    """
+    shapes = {
+        name: {a: int(getattr(m, a)) for a in _SHAPE_ATTRS if isinstance(getattr(m, a, None), int)}
+        for name, m in model.named_modules()
+    }
+    payload = {
+        "format": FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "shapes": {k: v for k, v in shapes.items() if v},
+        "history": json.dumps(getattr(model, HISTORY_ATTR, [])),
+        "builder": builder,
+        "builder_kwargs": json.dumps(dict(builder_kwargs or {})),
+        "meta": json.dumps(dict(meta or {})),
+    }
+    path = Path(path)
+    atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
+    return path
+
+
+def read_pruned(path: str | os.PathLike) -> dict[str, Any]:
+    """The saved payload (weights_only), with its JSON fields decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise PruningError(f"no saved model at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PruningError(f"{path} is not a readable prunegym model: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise PruningError(f"{path} is not a prunegym pruned-model file")
+    for key in ("history", "builder_kwargs", "meta"):
+        payload[key] = json.loads(payload[key])
+    return payload
+
+
+def load_pruned(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a saved (pruned) model in eval mode.
+
+    ``model`` is a freshly built dense model of the same architecture (it is copied,
+    never modified); without it the builder recorded at save time is used.
+    """
+    payload = read_pruned(path)
+    if model is not None:
+        base = copy.deepcopy(model)
+    elif payload["builder"]:
+        base = _call_builder(payload["builder"], payload["builder_kwargs"])
+    else:
+        raise PruningError(f"{path} records no builder: pass a freshly built dense model as model=")
+    _resize_like(base, payload["state_dict"], payload["shapes"])
+    try:
+        base.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise PruningError(f"{path} does not fit this architecture: {exc}") from exc
+    setattr(base, HISTORY_ATTR, payload["history"])
+    return base.eval()
+
+
+def _call_builder(target: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    module_name, _, fn_name = target.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), fn_name)
+    except (ImportError, AttributeError) as exc:
+        raise PruningError(f"cannot import the model builder {target!r}: {exc}") from exc
+    return fn(**kwargs)
+
+
+def _resize_like(model: nn.Module, state: Mapping[str, torch.Tensor], shapes: Mapping) -> None:
+    """Give every parameter and buffer of ``model`` the shape it has in ``state``."""
+    modules = dict(model.named_modules())
+    for key, saved in state.items():
+        owner_name, _, attr = key.rpartition(".")
+        owner = modules.get(owner_name)
+        if owner is None:
+            continue
+        current = getattr(owner, attr, None)
+        if not isinstance(current, torch.Tensor) or current.shape == saved.shape:
+            continue
+        fresh = torch.empty(saved.shape, dtype=current.dtype, device=current.device)
+        if isinstance(current, nn.Parameter):
+            setattr(owner, attr, nn.Parameter(fresh, requires_grad=current.requires_grad))
+        else:
+            owner.register_buffer(attr, fresh)
+    for name, attrs in shapes.items():
+        if name in modules:
+            for attr, value in attrs.items():
+                setattr(modules[name], attr, value)
+
+
+def export_onnx(
+    model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike, opset: int = 18
+) -> Path:
+    """Export ``model`` to ONNX (dynamic batch size), written atomically."""
+    path = Path(path)
+    model = copy.deepcopy(model).eval().cpu()
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model, (example_input.cpu(),), str(target), input_names=["input"],
+            output_names=["logits"], opset_version=opset,
+            dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+            external_data=False, verbose=False,
+        )  # fmt: skip
+        atomic_write_bytes(path, lambda fh: fh.write(target.read_bytes()))
+    return path
+
+
+def onnx_max_abs_diff(path: str | os.PathLike, model: nn.Module, inputs: torch.Tensor) -> float:
+    """Largest |onnxruntime - torch| output difference on ``inputs`` (needs onnxruntime)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (ort_out,) = session.run(None, {"input": inputs.cpu().numpy()})
+    with torch.no_grad():
+        ref = copy.deepcopy(model).eval().cpu()(inputs.cpu()).numpy()
+    return float(abs(ort_out - ref).max())
