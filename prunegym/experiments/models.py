@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "build_model", "model_names"]
+__all__ = ["MODELS", "build_model", "check_model_name", "model_names"]
 
 
 def _conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> list:
@@ -199,6 +199,20 @@ def model_names() -> list[str]:
     return [*MODELS, "tv:<torchvision classification model>"]
 
 
+def check_model_name(name: str) -> None:
+    """Raise ``ValueError`` (listing the known names) unless ``build_model`` knows ``name``."""
+    if name.startswith("tv:"):
+        import torchvision
+
+        available = sorted(torchvision.models.list_models(module=torchvision.models))
+        if name[3:] not in available:
+            raise ValueError(
+                f"unknown torchvision model {name[3:]!r}; known: {', '.join(available)}"
+            )
+    elif name.lower() not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(model_names())}")
+
+
 def build_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.Module:
     """Build a zoo model (random init) by name; ``tv:<name>`` builds a torchvision model.
 
@@ -208,10 +222,9 @@ def build_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.Mo
     for label, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    check_model_name(name)
     if name.startswith("tv:"):
         return _build_torchvision(name[3:], in_channels, num_classes)
-    if name.lower() not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(model_names())}")
     return MODELS[name.lower()](in_channels=in_channels, num_classes=num_classes)
 
 
@@ -225,9 +238,6 @@ _TV_KWARGS: dict[str, dict[str, object]] = {
 def _build_torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
     import torchvision
 
-    available = sorted(torchvision.models.list_models(module=torchvision.models))
-    if name not in available:
-        raise ValueError(f"unknown torchvision model {name!r}; known: {', '.join(available)}")
     kwargs = _TV_KWARGS.get(name, {})
     model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     if in_channels != 3:
