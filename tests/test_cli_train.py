@@ -48,6 +48,7 @@ def test_train_writes_checkpoint_metrics_and_one_summary_line(
     out_dir = tmp_path / "run" / "nested"
     argv = ["train", "--model", "smallcnn", "--dataset", "digits", "--epochs", "2"]
     argv += ["--out", str(out_dir), "--lr", "0.05", "--batch-size", "64", "--no-progress"]
+    argv += ["--device", "cpu"]  # the re-evaluation below runs on the CPU too
     status, out, err = _run(argv, capsys)
     assert status == 0, err
     assert err == ""  # --no-progress: quiet
@@ -61,6 +62,7 @@ def test_train_writes_checkpoint_metrics_and_one_summary_line(
     assert metrics["dataset"]["name"] == "digits" and metrics["dataset"]["sizes"]["test"] == 360
     assert 0.5 < metrics["test"]["top1"] <= 1.0
     assert f"{metrics['test']['top1']:.2%}" in out
+    assert metrics["command"] == ["prunegym", *argv]
 
     ckpt = load_checkpoint(out_dir / "model.pt")
     meta = ckpt.metadata

@@ -68,7 +68,8 @@ def test_train_returns_history_and_restores_mode_and_device(digits: DataSplits) 
     assert all(
         e.val is not None and e.val.samples == len(digits.reward_val) for e in result.history
     )
-    assert result.final is result.history[-1] and result.device == "cpu"
+    assert result.final is result.history[-1]
+    assert result.device == str(resolve_device("auto"))
     assert result.config["optimizer"] == "sgd" and result.config["schedule"] == "cosine"
     assert not model.training  # the caller's mode is kept
     assert next(model.parameters()).device.type == "cpu"
@@ -85,7 +86,7 @@ def test_same_seed_same_weights_and_global_rng_untouched(digits: DataSplits) -> 
     expected_next = torch.rand(3)
     torch.manual_seed(123)
     for m in models:
-        train(m, digits, epochs=1, batch_size=256, seed=7, progress=False)
+        train(m, digits, epochs=1, batch_size=256, seed=7, device="cpu", progress=False)
     assert torch.equal(torch.rand(3), expected_next)  # train() forks the RNG
     a, b = _state(models[0]), _state(models[1])
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else 0
         if args.command is None:
             raise UsageError(f"a command is required: {', '.join(COMMANDS)} (see '{PROG} --help')")
+        args.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]
         return int(args._run(args))
     except UsageError as exc:
         return _fail(str(exc))
@@ -243,7 +244,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "device": result.device,
         "threads": torch.get_num_threads(),
     }
-    command = ["prunegym", *sys.argv[1:]] if sys.argv and sys.argv[0] else []
+    command = list(args.argv)
     ckpt = save_checkpoint(
         args.out / "model.pt", model, model_name=args.model, in_channels=data.in_channels,
         num_classes=data.num_classes, dataset=data.describe(), metrics=metrics,

@@ -155,7 +155,7 @@ class SplitDataset(Dataset):
 # ----------------------------------------------------------------------------- the bundle
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DataSplits:
     """A dataset split three ways, plus what models and the search need to know about it.
 
