@@ -1,0 +1,176 @@
+"""Search callbacks: best policy so far, TensorBoard, periodic checkpoints, progress.
+
+A :class:`SearchCallback` sees every finished episode (``on_episode``) and every *safe
+point*, a moment where the searcher's whole state is consistent and can be saved
+(between episodes for the baselines, between an RL agent's update and its next
+episode). The RL searcher bridges SB3's own callback hooks to these.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prunegym.agents.results import EpisodeRecord, SearchResult
+
+if TYPE_CHECKING:
+    from prunegym.agents.searchers import Searcher
+
+
+class SearchCallback:
+    """Hooks called by :meth:`Searcher.search`; every method is optional."""
+
+    def on_search_start(self, searcher: Searcher) -> None:
+        pass
+
+    def on_episode(self, searcher: Searcher, record: EpisodeRecord) -> None:
+        pass
+
+    def on_safe_point(self, searcher: Searcher) -> None:
+        pass
+
+    def on_search_end(self, searcher: Searcher, result: SearchResult) -> None:
+        pass
+
+
+class BestPolicyCallback(SearchCallback):
+    """Keeps the best episode so far and, with ``path``, its policy as JSON (atomically)."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.best: EpisodeRecord | None = None
+
+    def on_search_start(self, searcher: Searcher) -> None:
+        self.best = searcher.best
+
+    def on_episode(self, searcher: Searcher, record: EpisodeRecord) -> None:
+        if self.best is None or record.reward > self.best.reward:
+            self.best = record
+            if self.path is not None and record.policy is not None:
+                meta = {"episode": record.episode, "reward": record.reward, **record.metrics}
+                policy = type(record.policy)(**{**_policy_fields(record.policy), "meta": meta})
+                policy.to_json(self.path)
+
+
+def _policy_fields(policy: Any) -> dict[str, Any]:
+    return {
+        "sparsities": policy.sparsities,
+        "granularity": policy.granularity,
+        "importance": policy.importance,
+        "round_to": policy.round_to,
+        "signature": policy.signature,
+    }
+
+
+class TensorBoardCallback(SearchCallback):
+    """Per-episode scalars (reward, its terms, metrics, seconds, best so far), per-unit
+    sparsity histograms and, at the end, the hyper-parameters with the best reward."""
+
+    def __init__(
+        self, log_dir: str | os.PathLike, hparams: dict[str, Any] | None = None,
+        histogram_every: int = 1,
+    ) -> None:  # fmt: skip
+        self.log_dir = Path(log_dir)
+        self.hparams = dict(hparams or {})
+        self.histogram_every = max(1, int(histogram_every))
+        self.writer = None
+
+    def on_search_start(self, searcher: Searcher) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events a resumed run is about to write again
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=len(searcher.history) or None)
+
+    def on_episode(self, searcher: Searcher, record: EpisodeRecord) -> None:
+        if self.writer is None:
+            return
+        w, step = self.writer, record.episode
+        w.add_scalar("episode/reward", record.reward, step)
+        w.add_scalar("episode/best_reward", searcher.best.reward, step)
+        w.add_scalar("episode/seconds", record.seconds, step)
+        for k, v in record.metrics.items():
+            w.add_scalar(f"episode/{k}", v, step)
+        for k, v in record.terms.items():
+            w.add_scalar(f"reward_terms/{k}", v, step)
+        sigma = searcher.exploration_sigma()
+        if not math.isnan(sigma):
+            w.add_scalar("episode/noise_sigma", sigma, step)
+        if step % self.histogram_every == 0 and record.sparsities:
+            w.add_histogram("sparsity/units", np.asarray(record.sparsities), step)
+            for name, s in zip(searcher.unit_names, record.sparsities, strict=True):
+                w.add_scalar(f"sparsity/{name}", s, step)
+
+    def on_search_end(self, searcher: Searcher, result: SearchResult) -> None:
+        if self.writer is None:
+            return
+        best = result.best
+        if best is not None and self.hparams:
+            hp = {k: v if isinstance(v, int | float | str | bool) else str(v)
+                  for k, v in self.hparams.items()}  # fmt: skip
+            metrics = {"hparam/best_reward": best.reward}
+            metrics.update({f"hparam/best_{k}": v for k, v in best.metrics.items()})
+            self.writer.add_hparams(hp, metrics, run_name=".")
+        self.writer.close()
+        self.writer = None
+
+
+class CheckpointCallback(SearchCallback):
+    """Saves the searcher's full state every ``every`` episodes (and when a stop was
+    requested, e.g. by Ctrl-C), atomically, at the next safe point."""
+
+    def __init__(self, path: str | os.PathLike, every: int = 10) -> None:
+        self.path = Path(path)
+        self.every = max(1, int(every))
+        self.saved_at = -1
+
+    def on_search_start(self, searcher: Searcher) -> None:
+        self.saved_at = len(searcher.history)
+
+    def on_safe_point(self, searcher: Searcher) -> None:
+        done = len(searcher.history)
+        due = done - self.saved_at >= self.every or searcher.stop_requested
+        if due and done != self.saved_at:
+            searcher.save_checkpoint(self.path)
+            self.saved_at = done
+
+    def on_search_end(self, searcher: Searcher, result: SearchResult) -> None:
+        if len(searcher.history) != self.saved_at:
+            searcher.save_checkpoint(self.path)
+            self.saved_at = len(searcher.history)
+
+
+class ProgressBarCallback(SearchCallback):
+    """A tqdm bar: episodes done, best reward and best accuracy so far."""
+
+    def __init__(self, total: int, disable: bool | None = None) -> None:
+        self.total = int(total)
+        self.disable = disable
+        self.bar = None
+
+    def on_search_start(self, searcher: Searcher) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, initial=len(searcher.history), unit="ep",
+                        desc=f"search {searcher.name}", disable=self.disable)  # fmt: skip
+        self._postfix(searcher)
+
+    def _postfix(self, searcher: Searcher) -> None:
+        best = searcher.best
+        if self.bar is not None and best is not None:
+            acc = max((r.accuracy for r in searcher.history if not math.isnan(r.accuracy)),
+                      default=math.nan)  # fmt: skip
+            self.bar.set_postfix(best_reward=f"{best.reward:.4g}", best_acc=f"{acc:.4g}")
+
+    def on_episode(self, searcher: Searcher, record: EpisodeRecord) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self._postfix(searcher)
+
+    def on_search_end(self, searcher: Searcher, result: SearchResult) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,150 @@
+"""Agents: AMC's noise, the credit-assignment buffer, and the factory's defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from prunegym.agents import (
+    ALGOS,
+    EpisodeCreditReplayBuffer,
+    SyntheticPruningEnv,
+    TruncatedNormalNoise,
+    make_agent,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_noise_schedule_follows_amc():
+    noise = TruncatedNormalNoise(sigma=0.5, decay=0.95, warmup_episodes=3)
+    for _ in range(3):
+        assert noise.sigma == 0.5  # no decay during the warm-up
+        noise.reset()
+    assert noise.sigma == 0.5
+    for _ in range(60):
+        noise.reset()
+    assert noise.sigma == pytest.approx(0.5 * 0.95**60)
+    assert 0.015 < noise.sigma < 0.025  # "about 0.02 after 60 episodes"
+    stop = TruncatedNormalNoise(sigma=0.5, stop_after=2)
+    stop.reset(), stop.reset()
+    assert stop.sigma == 0.0 and np.all(stop() == 0.0)
+    floor = TruncatedNormalNoise(sigma=0.5, decay=0.5, sigma_min=0.1)
+    floor.reset(), floor.reset(), floor.reset()
+    assert floor.sigma == 0.0  # 0.0625 < sigma_min: exploration stops
+
+
+def test_noise_is_truncated_to_the_bounds_and_seeded():
+    noise = TruncatedNormalNoise(sigma=0.5, seed=1)
+    actions = np.full((4000, 1), 0.9)
+    out = noise.perturb(actions, -1.0, 1.0)
+    assert out.min() >= -1.0 and out.max() <= 1.0
+    assert (out == 1.0).mean() < 0.01  # truncated, not clipped: no mass on the bound
+    assert 0.5 < out.mean() < 0.9
+    a = TruncatedNormalNoise(sigma=0.3, seed=5)()
+    b = TruncatedNormalNoise(sigma=0.3, seed=5)()
+    assert a.shape == (1,) and a.dtype == np.float32 and np.array_equal(a, b)
+    with pytest.raises(ValueError):
+        TruncatedNormalNoise(decay=0.0)
+
+
+def _buffer(**kw):
+    box = spaces.Box(0.0, 1.0, (2,), np.float32)
+    act = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    return EpisodeCreditReplayBuffer(50, box, act, device="cpu", **kw)
+
+
+def _episode(buf, final, n=3):
+    for t in range(n):
+        o = np.full((1, 2), t, np.float32)
+        buf.add(o, o + 1, np.array([[0.1 * t]]), np.array([final if t == n - 1 else 0.0]),
+                np.array([t == n - 1]), [{}])  # fmt: skip
+
+
+def test_buffer_credits_every_transition_with_the_final_reward():
+    buf = _buffer(baseline_alpha=None)
+    buf.add(np.zeros((1, 2)), np.ones((1, 2)), np.zeros((1, 1)), np.array([0.0]),
+            np.array([False]), [{}])  # fmt: skip
+    assert buf.size() == 0 and buf.pending == 1  # held back until the episode ends
+    buf.add(np.ones((1, 2)), np.ones((1, 2)), np.zeros((1, 1)), np.array([2.5]),
+            np.array([True]), [{}])  # fmt: skip
+    assert buf.size() == 2 and buf.pending == 0
+    assert np.all(buf.rewards[:2] == 2.5)
+    plain = _buffer(episode_credit=False, baseline_alpha=None)
+    _episode(plain, 4.0)
+    assert plain.rewards[:3, 0].tolist() == [0.0, 0.0, 4.0]
+
+
+def test_buffer_subtracts_a_moving_average_baseline():
+    buf = _buffer(baseline_alpha=0.5)
+    _episode(buf, 1.0)
+    _episode(buf, 3.0)
+    np.random.seed(0)
+    s1 = buf.sample(16)
+    raw1 = s1.rewards + buf.baseline
+    assert buf.baseline == pytest.approx(float(raw1.mean()))  # first batch: its own mean
+    s2 = buf.sample(16)
+    b1 = float(raw1.mean())
+    raw2 = s2.rewards.numpy() + buf.baseline
+    assert buf.baseline == pytest.approx(0.5 * b1 + 0.5 * raw2.mean(), rel=1e-5)
+
+
+def test_ddpg_defaults_are_amcs():
+    env = SyntheticPruningEnv(num_units=4)
+    agent = make_agent("ddpg", env, seed=0, warmup_episodes=2)
+    assert type(agent) is ALGOS["ddpg"]
+    assert agent.tau == 0.01 and agent.gamma == 1.0 and agent.batch_size == 64
+    assert agent.buffer_size == 100 * 4 and agent.learning_starts == 2 * 4
+    assert agent.train_freq.frequency == 1 and agent.train_freq.unit.value == "episode"
+    assert isinstance(agent.replay_buffer, EpisodeCreditReplayBuffer)
+    assert isinstance(agent.action_noise, TruncatedNormalNoise)
+    assert agent.action_noise.sigma0 == 0.5 and agent.action_noise.decay == 0.95
+    sizes = [m.out_features for m in agent.actor.mu if isinstance(m, torch.nn.Linear)]
+    assert sizes == [300, 300, 1]
+    qsizes = [m.out_features for m in agent.critic.qf0 if isinstance(m, torch.nn.Linear)]
+    assert qsizes == [300, 300, 1]
+    agent.learn(4 * 4)  # warm-up + updates
+    assert agent.actor.optimizer.param_groups[0]["lr"] == 1e-4
+    assert agent.critic.optimizer.param_groups[0]["lr"] == 1e-3
+    assert agent.replay_buffer.baseline is not None
+
+
+def test_amc_additions_switch_off():
+    env = SyntheticPruningEnv(num_units=4)
+    agent = make_agent("ddpg", env, seed=0, noise=False, episode_credit=False,
+                       baseline_alpha=None, critic_learning_rate=None)  # fmt: skip
+    assert agent.action_noise is None
+    assert type(agent.replay_buffer).__name__ == "ReplayBuffer"
+    assert agent.critic_learning_rate is None
+    custom = make_agent("ddpg", env, noise={"sigma": 0.2, "decay": 0.9}, batch_size=8,
+                        policy_kwargs={"net_arch": [16]})  # fmt: skip
+    assert custom.action_noise.sigma0 == 0.2 and custom.batch_size == 8
+    with pytest.raises(ValueError, match="unknown agent"):
+        make_agent("dqn", env)
+
+
+def test_warmup_plays_uniform_random_actions_without_noise():
+    env = SyntheticPruningEnv(num_units=4)
+    agent = make_agent("ddpg", env, seed=3, warmup_episodes=5)
+    agent.num_timesteps = 0
+    agent._last_obs = agent.env.reset()
+    actions = [agent._sample_action(agent.learning_starts, agent.action_noise)[0][0, 0]
+               for _ in range(200)]  # fmt: skip
+    assert -1 <= min(actions) < -0.8 and 0.8 < max(actions) <= 1  # uniform on [-1, 1]
+    assert agent.action_noise.sigma == 0.5
+
+
+def test_td3_sac_ppo_build():
+    env = SyntheticPruningEnv(num_units=3)
+    for name in ("td3", "sac", "ppo"):
+        agent = make_agent(name, env, seed=0, warmup_episodes=1, rollout_episodes=2)
+        assert type(agent) is ALGOS[name]
+    assert make_agent("ppo", env, rollout_episodes=2).n_steps == 6
