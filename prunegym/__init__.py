@@ -4,6 +4,7 @@ The model being compressed is a Gymnasium environment: each step picks one pruna
 unit's sparsity and the episode's end scores the whole policy (AMC, He et al. 2018).
 """
 
+import prunegym.envs  # noqa: F401  (registers prunegym/ChannelPruning-v0 and WeightPruning-v0)
 from prunegym.pruners import (
     ChannelPruner,
     LayerTable,

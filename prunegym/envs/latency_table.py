@@ -1,0 +1,171 @@
+"""A latency lookup measured once on the current device, for the latency target.
+
+An approximation, documented as such: every conv/linear layer is timed alone, on its
+own input shape, at a small grid of input x output channel counts; the model's latency
+at a vector of kept counts is the measured dense model's latency plus, per layer, the
+interpolated lookup at its pruned widths minus the lookup at its dense widths. BN,
+activations, pooling and interactions between layers (caches, fusion) are not modelled,
+which is why the environment also measures the final policy's real latency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunegym.pruners import LayerTable, measure_latency
+from prunegym.pruners.graph import trace_forward
+from prunegym.pruners.units import LayerInfo
+
+DEFAULT_LEVELS = (0.125, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class _LayerLookup:
+    index: int  # row in the layer matrices
+    ins: np.ndarray  # grid of input channels (ascending)
+    outs: np.ndarray  # grid of output channels (ascending)
+    ms: np.ndarray  # (len(ins), len(outs)) milliseconds, non-decreasing along both axes
+    dense_ms: float
+
+    def lookup(self, c_in: float, c_out: float) -> float:
+        return _bilinear(self.ins, self.outs, self.ms, c_in, c_out)
+
+
+def _axis(grid: np.ndarray, x: float) -> tuple[int, int, float]:
+    if len(grid) == 1:
+        return 0, 0, 0.0
+    x = min(max(x, float(grid[0])), float(grid[-1]))  # below the grid: its smallest (safe)
+    j = int(np.searchsorted(grid, x, side="right")) - 1
+    j = min(max(j, 0), len(grid) - 2)
+    w = (x - grid[j]) / (grid[j + 1] - grid[j])
+    return j, j + 1, float(w)
+
+
+def _bilinear(ins: np.ndarray, outs: np.ndarray, ms: np.ndarray, a: float, b: float) -> float:
+    i0, i1, wi = _axis(ins, a)
+    o0, o1, wo = _axis(outs, b)
+    top = ms[i0, o0] * (1 - wo) + ms[i0, o1] * wo
+    bottom = ms[i1, o0] * (1 - wo) + ms[i1, o1] * wo
+    return float(top * (1 - wi) + bottom * wi)
+
+
+class LatencyTable:
+    """Estimated latency (ms) of ``model`` pruned to a vector of kept channel counts."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        table: LayerTable,
+        example_input: torch.Tensor,
+        *,
+        levels: Sequence[float] = DEFAULT_LEVELS,
+        threads: int | None = None,
+        warmup: int = 3,
+        repeats: int = 10,
+        dense_repeats: int = 30,
+    ) -> None:
+        if table.granularity != "channel":
+            raise ValueError(
+                "a latency target needs channel pruning (weight sparsity is not faster)"
+            )
+        if not levels or min(levels) <= 0 or max(levels) > 1:
+            raise ValueError(f"latency levels must be fractions in (0, 1], got {tuple(levels)}")
+        start = time.perf_counter()
+        self.threads, self.warmup, self.repeats = threads, warmup, repeats
+        self.example_input = example_input
+        self.dense = measure_latency(
+            model, example_input, threads=threads, warmup=warmup, repeats=dense_repeats
+        )
+        self.dense_ms = self.dense.median_ms
+        layers = list(table.layers)
+        index = {lay.name: i for i, lay in enumerate(layers)}
+        self.channels = table.channels.astype(np.float64)
+        self.out0 = np.array([lay.out_channels for lay in layers], dtype=np.float64)
+        self.in0 = np.array([lay.in_channels for lay in layers], dtype=np.float64)
+        self.depthwise = np.array([lay.kind == "depthwise" for lay in layers])
+        self.a_out = np.zeros((len(layers), len(table)))
+        self.a_in = np.zeros((len(layers), len(table)))
+        for u, unit in enumerate(table):
+            for m in unit.members:
+                if m.name in index:
+                    target = self.a_out if m.direction == "out" else self.a_in
+                    target[index[m.name], u] += len(m.idxs)
+        traces, _, _ = trace_forward(model, example_input)
+        modules = dict(model.named_modules())
+        self.lookups: list[_LayerLookup] = []
+        for i, lay in enumerate(layers):
+            varies_out = bool(self.a_out[i].any())
+            varies_in = bool(self.a_in[i].any()) and lay.kind != "depthwise"
+            if not (varies_out or varies_in) or (lay.groups > 1 and lay.kind != "depthwise"):
+                continue  # this layer's widths never change: constant, cancels out
+            shape = traces[lay.name].input_shape
+            self.lookups.append(
+                self._measure(i, lay, modules[lay.name], shape, levels, varies_in, varies_out)
+            )
+        self.seconds = time.perf_counter() - start
+
+    def _measure(
+        self,
+        i: int,
+        lay: LayerInfo,
+        module: nn.Module,
+        input_shape: tuple[int, ...],
+        levels: Sequence[float],
+        varies_in: bool,
+        varies_out: bool,
+    ) -> _LayerLookup:
+        def grid(full: int, varies: bool) -> np.ndarray:
+            if not varies:
+                return np.array([full], dtype=np.float64)
+            counts = {max(1, round(f * full)) for f in levels} | {full}
+            return np.array(sorted(counts), dtype=np.float64)
+
+        ins, outs = grid(lay.in_channels, varies_in), grid(lay.out_channels, varies_out)
+        ms = np.zeros((len(ins), len(outs)))
+        param = next(module.parameters())
+        for a, c_in in enumerate(ins):
+            for b, c_out in enumerate(outs):
+                c_in_eff = int(c_out) if lay.kind == "depthwise" else int(c_in)
+                layer = _resized(module, c_in_eff, int(c_out), lay.kind == "depthwise")
+                layer = layer.to(device=param.device, dtype=param.dtype)
+                shape = list(input_shape)
+                shape[-1 if isinstance(module, nn.Linear) else 1] = c_in_eff
+                x = torch.randn(shape, device=param.device, dtype=param.dtype)
+                ms[a, b] = measure_latency(
+                    layer, x, threads=self.threads, warmup=self.warmup, repeats=self.repeats
+                ).median_ms
+        ms = np.maximum.accumulate(np.maximum.accumulate(ms, axis=0), axis=1)  # monotone
+        return _LayerLookup(i, ins, outs, ms, float(ms[-1, -1]))
+
+    def widths(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(input, output) channels of every layer when unit ``i`` keeps ``kept[i]``."""
+        removed = (self.channels - np.asarray(kept, dtype=np.float64)) / self.channels
+        out = np.rint(self.out0 - self.a_out @ removed)
+        inp = np.where(self.depthwise, out, np.rint(self.in0 - self.a_in @ removed))
+        return inp, out
+
+    def estimate(self, kept: np.ndarray) -> float:
+        """Estimated milliseconds per forward pass of the example batch."""
+        inp, out = self.widths(kept)
+        total = self.dense_ms
+        for lk in self.lookups:
+            total += lk.lookup(inp[lk.index], out[lk.index]) - lk.dense_ms
+        return total
+
+
+def _resized(module: nn.Module, c_in: int, c_out: int, depthwise: bool) -> nn.Module:
+    """A fresh layer like ``module`` with ``c_in`` inputs and ``c_out`` outputs."""
+    if isinstance(module, nn.Linear):
+        return nn.Linear(c_in, c_out, bias=module.bias is not None)
+    conv = module
+    assert isinstance(conv, nn.modules.conv._ConvNd)
+    return type(conv)(
+        c_in, c_out, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        c_out if depthwise else conv.groups, conv.bias is not None, conv.padding_mode,
+    )  # fmt: skip

@@ -1,0 +1,335 @@
+"""PruningEnv: the Gymnasium contract, determinism, the hard budget, the errors."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from fractions import Fraction
+from types import SimpleNamespace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import make_model
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import prunegym
+from prunegym.envs import (
+    CHANNEL_ENV_ID,
+    FEATURES,
+    OBSERVATION_SIZE,
+    WEIGHT_ENV_ID,
+    EvaluationError,
+    PruningEnv,
+    make_reward,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads can be 50x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_data(in_channels: int = 1, size: int = 8, n: int = 32, seed: int = 0) -> SimpleNamespace:
+    """A data-like object: reward_val and train TensorDatasets of random images."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(m: int) -> TensorDataset:
+        x = torch.randn(m, in_channels, size, size, generator=gen)
+        return TensorDataset(x, torch.randint(0, 10, (m,), generator=gen))
+
+    return SimpleNamespace(reward_val=split(n), train=split(n))
+
+
+FAST = {"mode": "masked", "bn_batches": 1, "bn_batch_size": 8, "batch_size": 64}
+
+
+def make_env(arch: str = "smallcnn", size: int = 8, **kwargs: Any) -> PruningEnv:
+    kwargs.setdefault("evaluator_options", FAST)
+    return PruningEnv(make_model(arch, in_channels=1), tiny_data(size=size), **kwargs)
+
+
+def episode(env: PruningEnv, actions: list[float], seed: int = 0) -> list[tuple]:
+    out = [env.reset(seed=seed)]
+    for a in actions:
+        out.append(env.step(np.array([a], dtype=np.float32)))
+    return out
+
+
+def without_seconds(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k != "seconds"}
+
+
+# ----------------------------------------------------------------------------- API
+
+
+@pytest.mark.parametrize("env_id", [CHANNEL_ENV_ID, WEIGHT_ENV_ID])
+def test_check_env_passes_without_warnings(env_id: str) -> None:
+    assert prunegym.envs.ENV_IDS == (CHANNEL_ENV_ID, WEIGHT_ENV_ID)
+    model = make_model("smallcnn", in_channels=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make(env_id, model=model, data=tiny_data(), ratio=0.5, evaluator_options=FAST)
+        check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped, warn=True)
+        env.close()
+
+
+def test_weight_env_prunes_weights() -> None:
+    env = gym.make(WEIGHT_ENV_ID, model=make_model("smallcnn", in_channels=1), data=tiny_data(),
+                   ratio=0.3, max_sparsity=0.95, evaluator_options=FAST)  # fmt: skip
+    base = env.unwrapped
+    assert base.table.granularity == "weight" and base.round_to == 1
+    env.reset(seed=0)
+    for _ in range(base.n_units):
+        *_, terminated, _, info = env.step(env.action_space.sample())
+    assert terminated and info["policy"].granularity == "weight"
+    assert info["metrics"]["params_ratio"] <= 0.3 and info["metrics"]["macs_ratio"] < 1.0
+    with pytest.raises(ValueError, match="prunes weights"):
+        gym.make(WEIGHT_ENV_ID, model=make_model("smallcnn", in_channels=1), data=tiny_data(),
+                 granularity="channel")  # fmt: skip
+
+
+def test_same_seed_and_actions_give_same_observations_rewards_info() -> None:
+    actions = [0.3, -0.7, 0.9, 0.1]
+    runs = []
+    for _ in range(2):  # two independent environments
+        env = make_env(evaluator_options={**FAST, "mode": "physical", "bn_batches": 2})
+        runs.append(episode(env, actions, seed=7))
+    (obs0, info0), (obs1, info1) = runs[0][0], runs[1][0]
+    assert np.array_equal(obs0, obs1) and info0 == info1
+    for a, b in zip(runs[0][1:], runs[1][1:], strict=True):
+        assert np.array_equal(a[0], b[0])
+        assert a[1:4] == b[1:4]
+        assert without_seconds(a[4]) == without_seconds(b[4])
+    assert runs[0][-1][2] is True and runs[0][-1][1] != 0.0
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "vgg11", "mobilenetv2"])
+def test_episode_length_is_units_and_observation_shape_is_model_free(arch: str) -> None:
+    env = make_env(arch)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (OBSERVATION_SIZE,) == env.observation_space.shape
+    steps, terminated, rewards = 0, False, []
+    while not terminated:
+        assert obs.dtype == np.float32 and env.observation_space.contains(obs)
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        rewards.append(reward)
+        steps += 1
+        assert not truncated
+    assert steps == env.n_units == len(env.table)
+    assert rewards[:-1] == [0.0] * (steps - 1) and rewards[-1] != 0.0
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(env.action_space.sample())
+
+
+def test_observation_features_are_documented() -> None:
+    assert len(FEATURES) == OBSERVATION_SIZE
+    doc = PruningEnv.__doc__ or ""
+    for section in ("## Description", "## Action Space", "## Observation Space", "## Rewards",
+                    "## Episode End"):  # fmt: skip
+        assert section in doc
+    for name, _ in FEATURES:
+        assert f"| {name} |" in doc
+
+
+def test_first_observation_describes_the_first_unit() -> None:
+    env = make_env("resnet20")
+    obs, _ = env.reset(seed=0)
+    feature = {name: float(obs[i]) for i, (name, _) in enumerate(FEATURES)}
+    assert feature["position"] == 0.0 and feature["is_conv"] == 1.0
+    assert feature["macs_removed"] == 0.0 and feature["previous_sparsity"] == 0.0
+    assert feature["target_ratio"] == pytest.approx(0.5)
+    assert feature["to_remove"] == pytest.approx(0.5, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- budget
+
+_ENVS: dict[tuple[str, str], PruningEnv] = {}
+
+
+def budget_env(arch: str, target: str) -> PruningEnv:
+    if (arch, target) not in _ENVS:
+        _ENVS[(arch, target)] = make_env(
+            arch, target=target, ratio=0.4,
+            evaluator_options={**FAST, "subset_size": 4, "bn_recalibration": False},
+        )  # fmt: skip
+    return _ENVS[(arch, target)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    arch=st.sampled_from(["resnet20", "mobilenetv2"]),
+    target=st.sampled_from(["macs", "params"]),
+    data=st.data(),
+)
+def test_any_action_sequence_ends_within_budget(
+    arch: str, target: str, data: st.DataObject
+) -> None:
+    """No tolerance: the integer cost of the rounded policy <= ratio x dense, exactly."""
+    env = budget_env(arch, target)
+    actions = data.draw(st.lists(st.floats(-3.0, 3.0), min_size=env.n_units,
+                                 max_size=env.n_units))  # fmt: skip
+    *_, info = episode(env, actions)[-1]
+    cost = env.table.cost(info["policy"])  # recount from the policy alone, after rounding
+    assert Fraction(getattr(cost, target)) <= Fraction(0.4) * getattr(env.table.total, target)
+    assert info["target"]["achieved"] <= info["target"]["budget"]
+    assert np.all(np.array(info["sparsities"]) >= np.array(info["requested_sparsities"]))
+
+
+def test_loose_budget_keeps_the_requested_sparsities() -> None:
+    env = make_env("resnet20", ratio=1.0)
+    wanted = list(np.linspace(0.0, 0.8, env.n_units))
+    _, info = env.play(wanted)
+    assert info["sparsities"] == pytest.approx(wanted)
+    assert info["kept_counts"] == env.table.kept_counts(np.array(wanted), 8).tolist()
+
+
+def test_action_for_sparsity_yields_exactly_that_kept_count() -> None:
+    env = make_env("resnet20", ratio=1.0)
+    for s in (0.0, 0.25, 0.5, 0.5 - 1e-12, 0.75, 0.8):
+        _, info = env.play([s] * env.n_units)
+        assert info["kept_counts"] == env.table.kept_counts(np.full(env.n_units, s), 8).tolist()
+    assert env.sparsity_for_action(env.action_for_sparsity(0.3)) == pytest.approx(0.3)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_unreachable_budget_is_an_error_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"smallest reachable macs ratio is 0\.\d+"):
+        make_env("resnet20", ratio=0.02)
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.5, 1.5, float("nan"), float("inf"), True, "0.5", None])
+def test_target_ratio_outside_unit_interval_is_an_error(ratio: Any) -> None:
+    with pytest.raises(ValueError, match=r"ratio must be .*\(0, 1\]"):
+        make_env(ratio=ratio)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": "flops"}, "unknown target"),
+        ({"min_sparsity": 0.5, "max_sparsity": 0.4}, "min_sparsity <= max_sparsity"),
+        ({"max_sparsity": 1.0}, "max_sparsity < 1"),
+        ({"reward": "nope"}, "unknown reward"),
+        ({"reward": "amc", "reward_weights": {"macs": 1.0}}, "has no weight"),
+        ({"round_to": 0}, "round_to"),
+        ({"granularity": "weight", "target": "latency"}, "channel pruning"),
+        ({"render_mode": "human"}, "render_mode"),
+    ],
+)
+def test_bad_options_are_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_env(**kwargs)
+
+
+def test_bad_actions_are_errors() -> None:
+    env = make_env()
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(1, dtype=np.float32))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan], dtype=np.float32))
+    with pytest.raises(ValueError, match="one value"):
+        env.step(np.zeros(2, dtype=np.float32))
+
+
+class _SpatialNorm(nn.Module):
+    """Divide each channel by its spatial sum: a pruned (all-zero) channel gives 0/0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / x.sum(dim=(2, 3), keepdim=True)
+
+
+def test_nan_accuracy_is_an_error_with_the_policy_attached() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), _SpatialNorm(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[1].bias.fill_(1.0)  # ReLU outputs stay positive: the dense model is finite
+    env = PruningEnv(model, tiny_data(), ratio=0.9, evaluator_options=FAST)
+    env.reset(seed=0)
+    with pytest.raises(EvaluationError, match="NaN") as caught:
+        for _ in range(env.n_units):
+            env.step(np.ones(1, dtype=np.float32))
+    assert caught.value.policy is not None and caught.value.policy.sparsities
+    assert isinstance(caught.value, ValueError)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def test_the_callers_model_is_never_touched() -> None:
+    model = make_model("resnet20", in_channels=1).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    env = PruningEnv(model, tiny_data(), ratio=0.5, evaluator_options={**FAST, "mode": "auto"})
+    for seed in range(3):
+        episode(env, list(np.linspace(-1, 1, env.n_units)), seed=seed)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training
+    private = env.model.state_dict()  # the private copy is unmasked between episodes
+    assert all(torch.equal(before[k], private[k]) for k in before)
+
+
+def test_terminal_info_has_everything_a_searcher_needs() -> None:
+    env = make_env("smallcnn", reward="tradeoff", reward_weights={"macs": 0.5})
+    reward, info = env.play([0.5] * env.n_units)
+    for key in ("policy", "requested_sparsities", "sparsities", "kept_counts", "metrics",
+                "reward_terms", "target", "evaluation", "seconds"):  # fmt: skip
+        assert key in info
+    m = info["metrics"]
+    terms = info["reward_terms"]
+    expected = m["accuracy"] / m["dense_accuracy"] + 0.5 * (1 - m["macs_ratio"])
+    expected += 0.2 * (1 - m["params_ratio"])
+    assert reward == pytest.approx(expected)
+    assert terms["macs_reduction"] == pytest.approx(1 - m["macs_ratio"])
+    assert info["policy"].kept(env.table) == dict(zip(env.table.names, info["kept_counts"],
+                                                      strict=True))  # fmt: skip
+    assert info["seconds"]["episode"] >= info["seconds"]["evaluation"] > 0
+    again, info2 = env.play([0.5] * env.n_units)
+    assert again == reward and info2["evaluation"]["cached"]
+
+
+def test_rewards_registry() -> None:
+    metrics = {"accuracy": 0.9, "dense_accuracy": 0.95, "macs": 1e6, "params": 1e4,
+               "macs_ratio": 0.5, "params_ratio": 0.4}  # fmt: skip
+    amc = make_reward("amc")(metrics)
+    assert amc.value == pytest.approx(-0.1 * np.log(1e6)) and set(amc.terms) == {
+        "error",
+        "log_macs",
+    }
+    assert make_reward("accuracy")(metrics).value == 0.9
+    trade = make_reward("tradeoff", {"accuracy": 2.0, "params": 0.0})(metrics)
+    assert trade.value == pytest.approx(2 * 0.9 / 0.95 + 0.2 * 0.5)
+
+
+def test_latency_target_uses_a_lookup_and_reports_real_latency() -> None:
+    env = make_env(
+        "smallcnn", target="latency", ratio=0.95,
+        latency_options={"levels": (0.25, 1.0), "repeats": 3, "warmup": 1, "dense_repeats": 5,
+                         "batch_size": 16},
+    )  # fmt: skip
+    assert env.latency_table is not None and env.latency_table.dense_ms > 0
+    _, info = env.play([0.0] * env.n_units)
+    m = info["metrics"]
+    assert m["latency_estimate_ms"] <= 0.95 * env.latency_table.dense_ms + 1e-12
+    assert m["latency_ms"] > 0 and m["latency_ratio"] == pytest.approx(
+        m["latency_ms"] / m["dense_latency_ms"]
+    )
+    assert "latency" in info["seconds"]

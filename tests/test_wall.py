@@ -1,0 +1,131 @@
+"""The action wall: every sequence of requests ends inside the budget, after rounding."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_model
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prunegym.envs.wall import ActionWall, UnreachableBudgetError
+from prunegym.pruners import LayerTable
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads can be 50x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+_TABLES: dict[tuple[str, str], LayerTable] = {}
+
+
+def table_for(arch: str, granularity: str = "channel") -> LayerTable:
+    key = (arch, granularity)
+    if key not in _TABLES:
+        model = make_model(arch, in_channels=1)
+        _TABLES[key] = LayerTable.from_model(model, torch.zeros(1, 1, 8, 8), granularity)
+    return _TABLES[key]
+
+
+def make_wall(
+    table: LayerTable, target: str, ratio: float, lo: float = 0.0, hi: float = 0.8, r: int = 8
+) -> ActionWall:
+    dense = getattr(table.total, target)
+    budget = math.floor(Fraction(ratio) * dense)
+    return ActionWall(table, lambda k: getattr(table.cost_of_kept(k), target), budget, dense,
+                      lo, hi, r, target)  # fmt: skip
+
+
+def run(wall: ActionWall, requests: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Drive the wall like the environment does; return (walled sparsities, kept)."""
+    kept = wall.table.channels.copy()
+    out = np.zeros(len(requests))
+    for t, s in enumerate(requests):
+        allowed = wall.allowed_kept(t, kept)
+        out[t], kept[t] = wall.clip(t, s, allowed)
+        assert out[t] >= min(max(s, wall.min_sparsity), wall.max_sparsity)  # never below the ask
+    return out, kept
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arch=st.sampled_from(["resnet20", "mobilenetv2", "vgg11"]),
+    target=st.sampled_from(["macs", "params"]),
+    position=st.floats(0.0, 1.0),
+    data=st.data(),
+)
+def test_any_request_sequence_ends_within_budget(
+    arch: str, target: str, position: float, data: st.DataObject
+) -> None:
+    table = table_for(arch)
+    floor = getattr(table.cost_of_kept(table.kept_counts(np.full(len(table), 0.8), 8)), target)
+    lowest = floor / getattr(table.total, target)
+    ratio = min(lowest + position * (1.0 - lowest) + 1e-9, 1.0)
+    wall = make_wall(table, target, ratio)
+    requests = data.draw(st.lists(st.floats(-0.5, 1.5), min_size=len(table), max_size=len(table)))
+    sparsities, kept = run(wall, requests)
+    assert np.array_equal(table.kept_counts(sparsities, 8), kept)  # the policy rounds the same
+    cost = getattr(table.cost_of_kept(kept), target)
+    # exact: integer cost against the exact rational budget, no tolerance
+    assert Fraction(cost) <= Fraction(ratio) * getattr(table.total, target)
+    assert np.all(sparsities >= 0.0) and np.all(sparsities <= 0.8)
+
+
+@settings(max_examples=30, deadline=None)
+@given(requests=st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5), ratio=st.floats(0.1, 1.0))
+def test_weight_granularity_wall_is_exact(requests: list[float], ratio: float) -> None:
+    table = table_for("smallcnn", "weight")  # 4 convs + the classifier: 5 units
+    wall = make_wall(table, "params", ratio, hi=0.95, r=1)
+    sparsities, kept = run(wall, requests)
+    assert np.array_equal(table.kept_counts(sparsities), kept)
+    assert Fraction(table.cost_of_kept(kept).params) <= Fraction(ratio) * table.total.params
+
+
+def test_loose_budget_changes_nothing() -> None:
+    table = table_for("resnet20")
+    wall = make_wall(table, "macs", 1.0)
+    requests = list(np.linspace(0.0, 0.8, len(table)))
+    sparsities, _ = run(wall, requests)
+    assert np.allclose(sparsities, requests)
+
+
+def test_tight_budget_clips_late_units_and_lands_on_it() -> None:
+    table = table_for("resnet20")
+    wall = make_wall(table, "macs", 0.5)
+    sparsities, kept = run(wall, [0.0] * len(table))
+    assert sparsities[0] == 0.0 and sparsities[-1] > 0.0
+    assert table.cost_of_kept(kept).macs <= wall.budget
+
+
+def test_unreachable_budget_states_the_smallest_reachable_ratio() -> None:
+    table = table_for("resnet20")
+    floor = table.cost_of_kept(table.kept_counts(np.full(len(table), 0.8), 8)).macs
+    smallest = floor / table.total.macs
+    with pytest.raises(
+        UnreachableBudgetError, match=f"smallest reachable macs ratio is {smallest:.4g}"
+    ):
+        make_wall(table, "macs", smallest * 0.9)
+    assert issubclass(UnreachableBudgetError, ValueError)
+    make_wall(table, "macs", smallest + 1e-9)  # the boundary itself is reachable
+
+
+def test_sparsity_for_kept_round_trips_every_level() -> None:
+    for arch, granularity, r in (("mobilenetv2", "channel", 8), ("smallcnn", "channel", 3)):
+        table = table_for(arch, granularity)
+        wall = make_wall(table, "macs", 1.0, lo=0.1, hi=0.9, r=r)
+        for u in range(len(table)):
+            lo, hi = int(wall.kept_min[u]), int(wall.kept_max[u])
+            for j in range(0, -(-(hi - lo) // r) + 1):
+                k = wall._level(u, j)
+                s = wall.sparsity_for_kept(u, k)
+                assert 0.1 <= s <= 0.9 and wall.kept_one(u, s) == k
