@@ -9,8 +9,10 @@ read when present on ``env.unwrapped`` or in ``info``:
 - ``info["sparsity"]`` at each step: the sparsity actually applied (after the wall);
 - the last step's ``info``: ``accuracy``, ``macs_ratio``, ``params_ratio``,
   ``reward_terms`` (a mapping) and ``policy`` (a :class:`PruningPolicy` or its dict);
-- ``action_to_sparsity(a)`` / ``sparsity_to_action(s)``, ``cost_ratio(sparsities)``
-  and ``target_ratio``: used by the uniform searcher to solve the budget analytically.
+- ``sparsity_for_action(a)`` / ``action_for_sparsity(s, unit)`` (the env's action
+  mapping), and a cost: ``cost_ratio(sparsities)`` with ``target_ratio``, or
+  :class:`~prunegym.envs.PruningEnv`'s ``wall``, ``budget`` and cost function; used by
+  the uniform searcher to solve the budget without evaluations.
 """
 
 from __future__ import annotations
@@ -52,6 +54,26 @@ def unit_names(env: gym.Env) -> list[str]:
     return [str(n) for n in names]
 
 
+def action_for_sparsity(env: gym.Env, sparsity: float, unit: int) -> float:
+    """The action that asks ``env`` for ``sparsity`` at ``unit``."""
+    base = env.unwrapped
+    a = base.action_for_sparsity(sparsity, unit)
+    return float(np.asarray(a, dtype=np.float64).reshape(-1)[0])
+
+
+def uniform_meets_budget(env: gym.Env):
+    """A function ``s -> bool`` (does sparsity ``s`` on every unit meet the budget?),
+    computed without evaluating anything, or None when the env offers no cost."""
+    base = env.unwrapped
+    n = episode_length(env)
+    if hasattr(base, "cost_ratio") and hasattr(base, "target_ratio"):
+        return lambda s: base.cost_ratio(np.full(n, s)) <= base.target_ratio
+    wall, cost, budget = (getattr(base, a, None) for a in ("wall", "_cost", "budget"))
+    if wall is not None and callable(cost) and budget is not None:
+        return lambda s: cost(wall.kept(np.full(n, s))) <= budget
+    return None
+
+
 def check_action_space(env: gym.Env) -> None:
     space = env.action_space
     if not (isinstance(space, gym.spaces.Box) and space.shape == (1,)):
@@ -72,12 +94,13 @@ def record_from_infos(
     for a, info in zip(actions, infos, strict=True):
         if "sparsity" in info:
             sparsities.append(float(info["sparsity"]))
-        elif hasattr(base, "action_to_sparsity"):
-            sparsities.append(float(base.action_to_sparsity(a)))
+        elif hasattr(base, "sparsity_for_action"):
+            sparsities.append(float(base.sparsity_for_action(a)))
         else:
             sparsities.append(float(a))
     last = infos[-1] if infos else {}
-    metrics = {k: float(last[k]) for k in METRIC_KEYS if k in last}
+    source = {**last, **dict(last.get("metrics", None) or {})}
+    metrics = {k: float(source[k]) for k in METRIC_KEYS if k in source}
     terms_src = last.get("reward_terms", last.get("terms", {})) or {}
     terms = {str(k): float(v) for k, v in dict(terms_src).items()}
     policy = last.get("policy")

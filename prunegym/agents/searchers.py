@@ -39,10 +39,12 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from prunegym.agents.callbacks import SearchCallback
 from prunegym.agents.episodes import (
+    action_for_sparsity,
     check_action_space,
     episode_length,
     play_episode,
     record_from_infos,
+    uniform_meets_budget,
     unit_names,
 )
 from prunegym.agents.factory import ALGOS, make_agent, noise_sigma
@@ -253,10 +255,11 @@ class RandomSearcher(_EpisodicSearcher):
 class UniformSearcher(_EpisodicSearcher):
     """One sparsity for every unit: the smallest that meets the budget.
 
-    With an env that offers ``cost_ratio(sparsities)``, ``target_ratio`` and
-    ``sparsity_to_action`` the sparsity is found by bisection on the analytic cost and
-    evaluated once. Otherwise the bisection plays episodes with a constant action and
-    keeps the smallest one the action wall did not have to change (at most
+    With an env whose cost can be computed without evaluating (see
+    :func:`~prunegym.agents.episodes.uniform_meets_budget`) the sparsity is found by
+    bisection on that cost and evaluated once. Otherwise the bisection plays episodes
+    with a constant action and keeps the smallest one the action wall did not have to
+    change (at most
     ``episodes`` evaluations). A uniform policy is deterministic: the search stops
     once it is solved instead of re-evaluating it.
     """
@@ -274,16 +277,13 @@ class UniformSearcher(_EpisodicSearcher):
             return
         base = env.unwrapped
         n = episode_length(env)
-        if all(hasattr(base, a) for a in ("cost_ratio", "target_ratio", "sparsity_to_action")):
+        meets = uniform_meets_budget(env)
+        if meets is not None and hasattr(base, "action_for_sparsity"):
             lo, hi = float(getattr(base, "min_sparsity", 0.0)), float(base.max_sparsity)
-            for _ in range(100):
+            for _ in range(60):
                 mid = (lo + hi) / 2
-                if base.cost_ratio(np.full(n, mid)) <= base.target_ratio:
-                    hi = mid
-                else:
-                    lo = mid
-            action = base.sparsity_to_action(hi)
-            self._play(env, np.full(n, action))
+                lo, hi = (lo, mid) if meets(mid) else (mid, hi)
+            self._play(env, np.array([action_for_sparsity(env, hi, t) for t in range(n)]))
         else:
             while len(self.history) < episodes and not self.stop_requested:
                 lo, hi = self.bracket
@@ -373,8 +373,9 @@ class EvolutionSearcher(_EpisodicSearcher):
 
     def observe(self, actions: np.ndarray, record: EpisodeRecord) -> None:
         base = self.env.unwrapped if self.env is not None else None
-        if base is not None and hasattr(base, "sparsity_to_action"):
-            genotype = np.array([base.sparsity_to_action(s) for s in record.sparsities])
+        if base is not None and hasattr(base, "action_for_sparsity"):
+            genotype = np.array([action_for_sparsity(self.env, s, t)
+                                 for t, s in enumerate(record.sparsities)])  # fmt: skip
         else:
             genotype = np.asarray(actions, dtype=np.float64)
         self.archive.append((genotype, float(record.reward)))

@@ -66,13 +66,18 @@ class SyntheticPruningEnv(gym.Env):
         self._s = np.zeros(self.num_units)
 
     # the game's arithmetic ---------------------------------------------------------
-    def action_to_sparsity(self, action: Any) -> float:
+    @property
+    def n_units(self) -> int:
+        return self.num_units
+
+    def sparsity_for_action(self, action: Any) -> float:
         a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
         return self.min_sparsity + (a + 1.0) / 2.0 * (self.max_sparsity - self.min_sparsity)
 
-    def sparsity_to_action(self, sparsity: float) -> float:
+    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> np.ndarray:
         span = self.max_sparsity - self.min_sparsity
-        return float(np.clip(2.0 * (sparsity - self.min_sparsity) / span - 1.0, -1.0, 1.0))
+        a = np.clip(2.0 * (sparsity - self.min_sparsity) / span - 1.0, -1.0, 1.0)
+        return np.array([a], dtype=np.float32)
 
     def cost_ratio(self, sparsities: Any) -> float:
         s = np.asarray(sparsities, dtype=np.float64)
@@ -118,7 +123,7 @@ class SyntheticPruningEnv(gym.Env):
 
     def step(self, action: Any):
         t = self._t
-        wanted = self.action_to_sparsity(action)
+        wanted = self.sparsity_for_action(action)
         done_cost = (self.macs[:t] * (1 - self._s[:t])).sum()
         rest_at_max = (self.macs[t + 1 :] * (1 - self.max_sparsity)).sum()
         allowed = self.target_ratio * self.total - self.fixed - done_cost - rest_at_max
