@@ -201,7 +201,20 @@ def test_action_for_sparsity_yields_exactly_that_kept_count() -> None:
     for s in (0.0, 0.25, 0.5, 0.5 - 1e-12, 0.75, 0.8):
         _, info = env.play([s] * env.n_units)
         assert info["kept_counts"] == env.table.kept_counts(np.full(env.n_units, s), 8).tolist()
-    assert env.sparsity_for_action(env.action_for_sparsity(0.3)) == pytest.approx(0.3)
+    assert env.action_to_sparsity(env.sparsity_to_action(0.3)) == pytest.approx(0.3)
+
+
+def test_cost_ratio_predicts_an_unclipped_episode() -> None:
+    env = make_env("resnet20", ratio=0.5)
+    lo, hi = 0.0, 0.8  # the uniform searcher's bisection, on the analytic cost
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if env.cost_ratio(np.full(env.n_units, mid)) <= env.target_ratio else (
+            mid, hi)  # fmt: skip
+    _, info = env.play([hi] * env.n_units)
+    assert info["sparsities"] == pytest.approx([hi] * env.n_units)
+    assert info["macs_ratio"] == pytest.approx(env.cost_ratio(np.full(env.n_units, hi)))
+    assert info["macs_ratio"] <= 0.5 and info["accuracy"] == info["metrics"]["accuracy"]
 
 
 # ----------------------------------------------------------------------------- errors

@@ -85,6 +85,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         ``terminated`` is True after the step of the last unit (episode length = number of
         units); there is no truncation. The terminal ``info`` holds ``policy`` (a
         :class:`~prunegym.pruners.PruningPolicy` with the walled sparsities),
+    ``accuracy``, ``macs_ratio``, ``params_ratio`` (and ``latency_ratio``) at the top level,
         ``requested_sparsities``, ``sparsities``, ``kept_counts``, ``metrics`` (accuracy,
         loss, dense_accuracy, macs, params, their ratios, achieved target ratio, latency
         figures for the latency target), ``reward`` and ``reward_terms``, ``target``,
@@ -104,7 +105,12 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         policy's real latency; default on for the latency target); ``example_input``,
         ``ignored`` layers, ``device``, ``seed`` (channel ranking and evaluation subset).
 
-        The latency target uses a per-layer latency lookup measured once on the current
+        Searchers drive the environment by actions: ``n_units``, ``table``, ``target_ratio``,
+    ``action_to_sparsity(a)``, ``sparsity_to_action(s, unit)`` (exact through rounding),
+    ``cost_ratio(sparsities)`` (no model touched) and ``play(sparsities)`` (one whole
+    episode, returns ``(reward, terminal info)``) are there for them.
+
+    The latency target uses a per-layer latency lookup measured once on the current
         device (:class:`~prunegym.envs.latency_table.LatencyTable`): an approximation, so the
         final policy's real latency is measured and reported in ``info["metrics"]``.
     """
@@ -256,16 +262,21 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Episode length: one step per unit."""
         return len(self.table)
 
-    def sparsity_for_action(self, action: Any) -> float:
+    @property
+    def target_ratio(self) -> float:
+        """The budget: the fraction of the dense target metric the result may keep."""
+        return self.ratio
+
+    def action_to_sparsity(self, action: Any) -> float:
         """The sparsity (before the wall) that ``action`` in [-1, 1] asks for."""
         a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
         return self.min_sparsity + (a + 1.0) / 2.0 * (self.max_sparsity - self.min_sparsity)
 
-    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> np.ndarray:
-        """The action that asks for ``sparsity`` (clipped to the bounds).
+    def sparsity_to_action(self, sparsity: float, unit: int | None = None) -> float:
+        """The action (a float32 value) that asks for ``sparsity`` (clipped to the bounds).
 
-        With ``unit``, the float32 action is nudged so that it yields exactly the kept
-        count ``sparsity`` yields for that unit (rounding boundaries survive float32).
+        With ``unit``, the action is nudged so that it yields exactly the kept count
+        ``sparsity`` yields for that unit (rounding boundaries survive float32).
         """
         span = self.max_sparsity - self.min_sparsity
         s = min(max(float(sparsity), self.min_sparsity), self.max_sparsity)
@@ -276,10 +287,19 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             for direction in (np.float32(1.0), np.float32(-1.0)):
                 b = a
                 for _ in range(64):
-                    if self.wall.kept_one(unit, self.sparsity_for_action(b)) == want:
-                        return np.array([b], dtype=np.float32)
+                    if self.wall.kept_one(unit, self.action_to_sparsity(b)) == want:
+                        return float(b)
                     b = np.nextafter(b, direction, dtype=np.float32)
-        return np.array([a], dtype=np.float32)
+        return float(a)
+
+    def cost_ratio(self, sparsities: Any) -> float:
+        """The target metric of ``sparsities`` (one per unit, after rounding) over dense.
+
+        No wall is applied; an episode asking for these sparsities ends unclipped when
+        this is ``<= target_ratio``.
+        """
+        kept = self.wall.kept(np.asarray(sparsities, dtype=np.float64).reshape(-1))
+        return float(self._cost(kept)) / self.dense_cost
 
     def play(self, sparsities: Sequence[float], seed: int | None = None) -> tuple[float, dict]:
         """Run one whole episode asking for ``sparsities`` (one per unit): (reward, info)."""
@@ -290,7 +310,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self.reset(seed=seed)
         reward, info = 0.0, {}
         for t, s in enumerate(sparsities):
-            _, reward, _, _, info = self.step(self.action_for_sparsity(s, t))
+            action = np.array([self.sparsity_to_action(s, t)], dtype=np.float32)
+            _, reward, _, _, info = self.step(action)
         return float(reward), info
 
     # gymnasium API ------------------------------------------------------------------
@@ -324,7 +345,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         if not np.isfinite(a[0]):
             raise ValueError(f"the action must be finite, got {a[0]}")
         t = self._t
-        requested = self.sparsity_for_action(a)
+        requested = self.action_to_sparsity(a)
         sparsity, kept = self.wall.clip(t, requested, self._allowed)
         asked = self.wall.kept_one(t, requested)
         self._requested[t], self._sparsity[t], self._kept[t] = requested, sparsity, kept
@@ -388,7 +409,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             raise EvaluationError(f"the {self.reward_fn.name} reward is {reward}; policy: "
                                   f"{policy.to_json()}", policy)  # fmt: skip
         seconds["episode"] = time.perf_counter() - self._episode_start
+        mirrored = ("accuracy", "macs_ratio", "params_ratio", "latency_ratio")
         return reward, {
+            **{k: metrics[k] for k in mirrored if k in metrics},
             "policy": policy,
             "requested_sparsities": self._requested.tolist(),
             "sparsities": self._sparsity.tolist(),
