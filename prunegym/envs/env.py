@@ -106,7 +106,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         ``ignored`` layers, ``device``, ``seed`` (channel ranking and evaluation subset).
 
         Searchers drive the environment by actions: ``n_units``, ``table``, ``target_ratio``,
-    ``action_to_sparsity(a)``, ``sparsity_to_action(s, unit)`` (exact through rounding),
+    ``sparsity_for_action(a)``, ``action_for_sparsity(s, unit)`` (exact through rounding;
+    aliases ``action_to_sparsity``/``sparsity_to_action``),
     ``cost_ratio(sparsities)`` (no model touched) and ``play(sparsities)`` (one whole
     episode, returns ``(reward, terminal info)``) are there for them.
 
@@ -267,12 +268,12 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """The budget: the fraction of the dense target metric the result may keep."""
         return self.ratio
 
-    def action_to_sparsity(self, action: Any) -> float:
+    def sparsity_for_action(self, action: Any) -> float:
         """The sparsity (before the wall) that ``action`` in [-1, 1] asks for."""
         a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
         return self.min_sparsity + (a + 1.0) / 2.0 * (self.max_sparsity - self.min_sparsity)
 
-    def sparsity_to_action(self, sparsity: float, unit: int | None = None) -> float:
+    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
         """The action (a float32 value) that asks for ``sparsity`` (clipped to the bounds).
 
         With ``unit``, the action is nudged so that it yields exactly the kept count
@@ -287,10 +288,14 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             for direction in (np.float32(1.0), np.float32(-1.0)):
                 b = a
                 for _ in range(64):
-                    if self.wall.kept_one(unit, self.action_to_sparsity(b)) == want:
+                    if self.wall.kept_one(unit, self.sparsity_for_action(b)) == want:
                         return float(b)
                     b = np.nextafter(b, direction, dtype=np.float32)
         return float(a)
+
+    # the names SyntheticPruningEnv uses
+    action_to_sparsity = sparsity_for_action
+    sparsity_to_action = action_for_sparsity
 
     def cost_ratio(self, sparsities: Any) -> float:
         """The target metric of ``sparsities`` (one per unit, after rounding) over dense.
@@ -310,7 +315,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self.reset(seed=seed)
         reward, info = 0.0, {}
         for t, s in enumerate(sparsities):
-            action = np.array([self.sparsity_to_action(s, t)], dtype=np.float32)
+            action = np.array([self.action_for_sparsity(s, t)], dtype=np.float32)
             _, reward, _, _, info = self.step(action)
         return float(reward), info
 
@@ -345,7 +350,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         if not np.isfinite(a[0]):
             raise ValueError(f"the action must be finite, got {a[0]}")
         t = self._t
-        requested = self.action_to_sparsity(a)
+        requested = self.sparsity_for_action(a)
         sparsity, kept = self.wall.clip(t, requested, self._allowed)
         asked = self.wall.kept_one(t, requested)
         self._requested[t], self._sparsity[t], self._kept[t] = requested, sparsity, kept
