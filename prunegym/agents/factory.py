@@ -15,6 +15,7 @@ its own learning rate). Every AMC addition can be switched off by an option.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -182,6 +183,18 @@ def make_agent(
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     kwargs.setdefault("device", "cpu")
+    accepted = set(inspect.signature(ALGOS[name].__init__).parameters)
+    for cls in ALGOS[name].__mro__:
+        if cls.__name__ in ("DDPG", "TD3", "SAC", "PPO"):
+            accepted |= set(inspect.signature(cls.__init__).parameters)
+    unknown = sorted(set(kwargs) - accepted - {"policy"})
+    if unknown:
+        raise ValueError(
+            f"agent {name!r} has no option {unknown[0]!r} (prunegym's: "
+            "warmup_episodes, replay_episodes, noise, episode_credit, "
+            "baseline_alpha, rollout_episodes; or any keyword of SB3's "
+            f"{name.upper()})"
+        )
     algo = ALGOS[name](kwargs.pop("policy", "MlpPolicy"), env, seed=seed, verbose=verbose,
                        **kwargs)  # fmt: skip
     return algo

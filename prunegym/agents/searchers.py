@@ -20,6 +20,7 @@ A searcher's whole state (history, RNG states, agent, replay buffer) is saved by
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import os
@@ -330,7 +331,8 @@ class EvolutionSearcher(_EpisodicSearcher):
     The first ``population`` candidates are uniform random; after that each candidate
     is a uniform crossover of two parents drawn from the ``elite`` best so far, plus
     Gaussian mutation of scale ``sigma * decay**generation`` (``generation`` =
-    candidates after the initial population, divided by ``population``). The genotype
+    candidates after the initial population, divided by ``population``); ``elite``
+    defaults to ``min(4, population)``. The genotype
     of an evaluated candidate is what the action wall actually applied (Lamarckian), so
     the elite always holds feasible policies.
     """
@@ -342,12 +344,13 @@ class EvolutionSearcher(_EpisodicSearcher):
         env: gym.Env | None = None,
         seed: int = 0,
         population: int = 16,
-        elite: int = 4,
+        elite: int | None = None,
         sigma: float = 0.3,
         decay: float = 0.9,
         sigma_min: float = 0.02,
     ) -> None:
         super().__init__(env, seed)
+        elite = min(4, population) if elite is None else elite
         if population < 2 or not 1 <= elite <= population:
             raise ValueError("evolution needs population >= 2 and 1 <= elite <= population")
         self.population, self.elite = int(population), int(elite)
@@ -532,7 +535,14 @@ def make_searcher(name: str, env: gym.Env | None = None, seed: int = 0, **option
     """A searcher by name: a baseline (``uniform``, ``random``, ``evolution``) or an
     RL agent (``ddpg``, ``td3``, ``sac``, ``ppo``; ``options`` go to :func:`make_agent`)."""
     if name in BASELINES:
-        return BASELINES[name](env, seed=seed, **options)
+        cls = BASELINES[name]
+        known = [p for p in inspect.signature(cls.__init__).parameters if p not in
+                 ("self", "env", "seed")]  # fmt: skip
+        for key in options:
+            if key not in known:
+                raise ValueError(f"searcher {name!r} has no option {key!r}; its options: "
+                                 f"{', '.join(known) or 'none'}")  # fmt: skip
+        return cls(env, seed=seed, **options)
     if name in ALGOS:
         return RLSearcher(env, seed=seed, algo=name, **options)
     raise ValueError(f"unknown searcher {name!r}; known: {', '.join(SEARCHERS)}")

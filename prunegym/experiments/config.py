@@ -1,0 +1,252 @@
+"""Experiment configs: one YAML file -> frozen dataclasses.
+
+Unknown keys and values of the wrong type are errors (:class:`ConfigError`, a
+``ValueError``: one line and exit status 2 on the command line). ``--set a.b=c``
+overrides any key; the value is parsed as YAML (``--set search.episodes=50``,
+``--set env.evaluator={batch_size: 256}``). The mappings ``search.options``,
+``env.reward_weights`` and ``env.evaluator`` are passed through to the searcher / env,
+which check them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 without its surprise: ``1e-4`` (no dot) is a float, not a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used (unknown key, wrong type, bad override, bad YAML)."""
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """The trained model and its data.
+
+    ``checkpoint``: a ``model.pt`` written by ``prunegym train`` (its dataset split is
+    rebuilt exactly, so ``reward_val`` stays held out). Without it, ``model`` is built
+    and trained for ``train_epochs`` on ``dataset`` first (the zero-setup digits demo).
+    """
+
+    checkpoint: str | None = None
+    model: str | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    reward_val_size: int | None = None
+    split_seed: int = 0
+    train_epochs: int = 0
+    train_seed: int = 0
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Keyword arguments of :class:`prunegym.envs.PruningEnv` (``evaluator`` is its
+    ``evaluator_options``)."""
+
+    granularity: str = "channel"
+    target: str = "macs"
+    ratio: float = 0.5
+    min_sparsity: float = 0.0
+    max_sparsity: float = 0.8
+    importance: str = "l1"
+    round_to: int | None = None
+    reward: str = "amc"
+    reward_weights: dict[str, float] = field(default_factory=dict)
+    evaluator: dict[str, Any] = field(default_factory=dict)
+    reconstruction: bool = False
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Who searches and for how long: ``agent`` is a searcher name (``ddpg``, ``td3``,
+    ``sac``, ``ppo``, ``uniform``, ``random``, ``evolution``); ``options`` go to it
+    (e.g. ``warmup_episodes``, ``noise``, ``population``)."""
+
+    agent: str = "ddpg"
+    episodes: int = 100
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where and how the run is written."""
+
+    out: str | None = None
+    checkpoint_every: int = 10
+    tensorboard: bool = True
+    progress: bool = True
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with dotted-key changes: ``cfg.replace(**{"search.episodes": 5})``."""
+        return from_dict(apply_overrides(self.to_dict(), changes))
+
+
+def from_dict(data: Mapping[str, Any] | None, cls: type = Config, where: str = "") -> Any:
+    """Build ``cls`` from a mapping, checking keys and types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {_type(data)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]}; known keys"
+            f"{' of ' + where if where else ''}: {', '.join(sorted(known))}"
+        )
+    values = {}
+    for name in known:
+        if name not in data:
+            continue
+        key = f"{where}.{name}" if where else name
+        values[name] = _check(data[name], hints[name], key)
+    return cls(**values)
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check(value: Any, hint: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(value, hint, key)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check(value, inner, key)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {_type(value)}")
+        return {str(k): v for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=c"`` -> ``("a.b", yaml value of c)``."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects key=value with a dotted key, got {text!r}")
+    try:
+        value = _yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--set {key}: the value is not valid YAML ({_first_line(exc)})"
+        ) from None
+    return key, value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | Sequence[str]) -> dict:
+    """Set dotted keys in a (deep-copied) config mapping."""
+    import copy
+
+    out = copy.deepcopy(dict(data))
+    items = (
+        [parse_override(o) for o in overrides]
+        if not isinstance(overrides, Mapping)
+        else list(overrides.items())
+    )
+    for key, value in items:
+        node = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> Config:
+    """Read a YAML config (or start from the defaults), apply ``--set`` overrides, check."""
+    data: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = _yaml(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {_first_line(exc)}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p} is not a text file") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{p} must hold a mapping of config keys, got {_type(data)}")
+    return from_dict(apply_overrides(data, overrides))
