@@ -50,6 +50,7 @@ class Command:
 # Subcommand name -> "module:attribute" of its Command (imported when the parser is built).
 COMMANDS: dict[str, str] = {
     "train": "prunegym.experiments.cli:TRAIN",
+    "search": "prunegym.experiments.search:SEARCH",
 }
 
 
