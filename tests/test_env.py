@@ -27,6 +27,7 @@ from prunegym.envs import (
     OBSERVATION_SIZE,
     WEIGHT_ENV_ID,
     EvaluationError,
+    Evaluator,
     PruningEnv,
     make_reward,
 )
@@ -349,3 +350,20 @@ def test_latency_target_uses_a_lookup_and_reports_real_latency() -> None:
         m["latency_ms"] / m["dense_latency_ms"]
     )
     assert "latency" in info["seconds"]
+
+
+def test_an_explicit_evaluator_and_tensor_data_work() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+    evaluator = Evaluator((x, y), mode="masked")
+    assert not evaluator.bn_recalibration  # no calibration data: recalibration is off
+    env = PruningEnv(make_model("smallcnn", in_channels=1), evaluator=evaluator, ratio=0.6)
+    assert env.evaluator is evaluator and env.example_input.shape == (1, 1, 8, 8)
+    _, info = env.play([0.5] * env.n_units)
+    assert info["metrics"]["eval_samples"] == 16
+    tensors_env = PruningEnv(make_model("smallcnn", in_channels=1), (x, y), ratio=0.6)
+    assert tensors_env.play([0.5] * env.n_units)[0] == pytest.approx(info["reward"])
+    with pytest.raises(ValueError, match="reward_val"):
+        PruningEnv(make_model("smallcnn", in_channels=1), object())
+    with pytest.raises(ValueError, match="data="):
+        PruningEnv(make_model("smallcnn", in_channels=1))

@@ -89,7 +89,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         ``requested_sparsities``, ``sparsities``, ``kept_counts``, ``metrics`` (accuracy,
         loss, dense_accuracy, macs, params, their ratios, achieved target ratio, latency
         figures for the latency target), ``reward`` and ``reward_terms``, ``target``,
-        ``evaluation`` (route, cache hit) and ``seconds`` (time spent, by part).
+        ``evaluation`` (route, cache hit) and ``seconds`` (time spent: ``episode``, ``steps``,
+    ``evaluation`` and its ``evaluation_prune``/``_bn``/``_forward`` parts, ``latency``).
 
         ## Arguments
         ``model`` (a trained ``nn.Module``), ``data`` (an object with ``reward_val`` and
@@ -181,6 +182,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         if evaluator is not None:
             if evaluator_options:
                 raise ValueError("evaluator_options apply only when the env builds the evaluator")
+            if evaluator.device != self.device:
+                raise ValueError(f"the evaluator's data is on {evaluator.device}, the env's "
+                                 f"device is {self.device}")  # fmt: skip
             self.evaluator = evaluator
         elif data is None:
             raise ValueError("PruningEnv needs data=... (with a reward_val split) or evaluator=...")
@@ -389,6 +393,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             seconds["dense_evaluation"] = self._dense_result.seconds
         result = self.evaluator.evaluate(self.pruner, policy)
         seconds["evaluation"] = result.seconds
+        seconds.update({f"evaluation_{k}": v for k, v in result.timings.items()})
         cost = self.table.cost_of_kept(kept)
         total = self.table.total
         metrics: dict[str, float] = {

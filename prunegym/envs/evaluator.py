@@ -195,7 +195,7 @@ class Evaluator:
         self.chosen_mode: str | None = None if mode == "auto" else mode
         self.stats: dict[str, Any] = {
             "evaluations": 0, "cache_hits": 0, "masked": 0, "physical": 0,
-            "probe_accuracy_diff": 0.0,
+            "probe_accuracy_diff": 0.0, "probe_seconds": self._probe_times,
         }  # fmt: skip
 
     # data -------------------------------------------------------------------------
@@ -262,9 +262,11 @@ class Evaluator:
                            timings={})  # fmt: skip
         route = self._route(pruner)
         try:
-            if route == "probe":
-                masked = self._run(pruner, policy, "masked")
+            if route == "probe":  # alternate which route goes first (warm caches, load)
+                first_masked = len(self._probe_times["masked"]) % 2 == 0
+                masked = self._run(pruner, policy, "masked") if first_masked else None
                 result = self._run(pruner, policy, "physical")
+                masked = masked or self._run(pruner, policy, "masked")
                 self._probe_times["masked"].append(masked.seconds)
                 self._probe_times["physical"].append(result.seconds)
                 diff = abs(masked.accuracy - result.accuracy)
