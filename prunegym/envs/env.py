@@ -42,79 +42,79 @@ def _feature_doc() -> str:
 class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     """Choose, unit by unit, how much of a trained network to prune.
 
-        ## Description
-        The model being compressed is the environment (AMC, He et al. 2018). An episode walks
-        the prunable units of the model's :class:`~prunegym.pruners.LayerTable` in execution
-        order (a channel unit is a dependency group: the coupled channels of a residual stage
-        are one unit; a weight unit is one conv/linear weight); each step chooses one unit's
-        sparsity. After the last unit the whole policy is applied to a private copy of the
-        model (the caller's model is never touched) and scored on the reward split by the
-        :class:`~prunegym.envs.Evaluator`. The budget is hard: an action wall keeps every
-        episode inside it.
+    ## Description
+    The model being compressed is the environment (AMC, He et al. 2018). An episode walks
+    the prunable units of the model's :class:`~prunegym.pruners.LayerTable` in execution
+    order (a channel unit is a dependency group: the coupled channels of a residual stage
+    are one unit; a weight unit is one conv/linear weight); each step chooses one unit's
+    sparsity. After the last unit the whole policy is applied to a private copy of the
+    model (the caller's model is never touched) and scored on the reward split by the
+    :class:`~prunegym.envs.Evaluator`. The budget is hard: an action wall keeps every
+    episode inside it.
 
-        ## Action Space
-        ``Box(-1, 1, (1,), float32)``, mapped linearly to a sparsity (fraction of the unit's
-        channels or weights to remove) in ``[min_sparsity, max_sparsity]``; out-of-range
-        actions are clipped, non-finite ones are errors. The sparsity is then clipped by the
-        action wall: the unit keeps at most as many channels as still lets the target be met
-        if every later unit went to ``max_sparsity``. The wall works on the kept counts after
-        rounding (channels round up to multiples of ``round_to``), so every episode ends with
-        ``cost <= ratio * dense cost`` exactly (MACs and params: integers, no tolerance).
+    ## Action Space
+    ``Box(-1, 1, (1,), float32)``, mapped linearly to a sparsity (fraction of the unit's
+    channels or weights to remove) in ``[min_sparsity, max_sparsity]``; out-of-range
+    actions are clipped, non-finite ones are errors. The sparsity is then clipped by the
+    action wall: the unit keeps at most as many channels as still lets the target be met
+    if every later unit went to ``max_sparsity``. The wall works on the kept counts after
+    rounding (channels round up to multiples of ``round_to``), so every episode ends with
+    ``cost <= ratio * dense cost`` exactly (MACs and params: integers, no tolerance).
 
-        ## Observation Space
-        ``Box(0, 1, (19,), float32)``, the same length and meaning for every model; features
-        are log scales with fixed ceilings or shares of the dense model's totals (never a
-        per-model min-max), so an agent trained on one network can act on another:
+    ## Observation Space
+    ``Box(0, 1, (19,), float32)``, the same length and meaning for every model; features
+    are log scales with fixed ceilings or shares of the dense model's totals (never a
+    per-model min-max), so an agent trained on one network can act on another:
 
-        |  # | feature | meaning |
-        |----|---------|---------|
+    |  # | feature | meaning |
+    |----|---------|---------|
     {features}
 
-        ## Rewards
-        0 on every step but the last. At the last step, the named reward (``amc``:
-        ``-error * ln(MACs)``; ``accuracy``: the proxy accuracy under the hard budget;
-        ``tradeoff``: ``w_acc * acc / dense_acc + w_macs * (1 - MACs ratio) + w_params *
-        (1 - params ratio)``, weights via ``reward_weights``), computed from the evaluator's
-        proxy accuracy. Its terms are in ``info["reward_terms"]``.
+    ## Rewards
+    0 on every step but the last. At the last step, the named reward (``amc``:
+    ``-error * ln(MACs)``; ``accuracy``: the proxy accuracy under the hard budget;
+    ``tradeoff``: ``w_acc * acc / dense_acc + w_macs * (1 - MACs ratio) + w_params *
+    (1 - params ratio)``, weights via ``reward_weights``), computed from the evaluator's
+    proxy accuracy. Its terms are in ``info["reward_terms"]``.
 
-        ## Starting State
-        ``reset(seed=...)`` restores the unpruned state: no unit decided, the first unit
-        observed. The environment itself draws no random numbers.
+    ## Starting State
+    ``reset(seed=...)`` restores the unpruned state: no unit decided, the first unit
+    observed. The environment itself draws no random numbers.
 
-        ## Episode End
-        ``terminated`` is True after the step of the last unit (episode length = number of
-        units); there is no truncation. The terminal ``info`` holds ``policy`` (a
-        :class:`~prunegym.pruners.PruningPolicy` with the walled sparsities),
+    ## Episode End
+    ``terminated`` is True after the step of the last unit (episode length = number of
+    units); there is no truncation. The terminal ``info`` holds ``policy`` (a
+    :class:`~prunegym.pruners.PruningPolicy` with the walled sparsities),
     ``accuracy``, ``macs_ratio``, ``params_ratio`` (and ``latency_ratio``) at the top level,
-        ``requested_sparsities``, ``sparsities``, ``kept_counts``, ``metrics`` (accuracy,
-        loss, dense_accuracy, macs, params, their ratios, achieved target ratio, latency
-        figures for the latency target), ``reward`` and ``reward_terms``, ``target``,
-        ``evaluation`` (route, cache hit) and ``seconds`` (time spent: ``episode``, ``steps``,
+    ``requested_sparsities``, ``sparsities``, ``kept_counts``, ``metrics`` (accuracy,
+    loss, dense_accuracy, macs, params, their ratios, achieved target ratio, latency
+    figures for the latency target), ``reward`` and ``reward_terms``, ``target``,
+    ``evaluation`` (route, cache hit) and ``seconds`` (time spent: ``episode``, ``steps``,
     ``evaluation`` and its ``evaluation_prune``/``_bn``/``_forward`` parts, ``latency``).
 
-        ## Arguments
-        ``model`` (a trained ``nn.Module``), ``data`` (an object with ``reward_val`` and
-        ``train`` Datasets, e.g. ``prunegym.experiments.build_data(...)``, or tensors
-        ``(x, y)`` of reward images) or ``evaluator`` (an :class:`Evaluator`); ``target``
-        (``macs``, ``params`` or ``latency``) and ``ratio`` in (0, 1] (the fraction of the
-        dense cost the result may keep); ``min_sparsity``/``max_sparsity``; ``importance``;
-        ``round_to`` (channel rounding, default 8; 1 for weights); ``reward`` and
-        ``reward_weights``; ``evaluator_options`` (keyword arguments of :class:`Evaluator`);
-        ``reconstruction`` (AMC's least-squares refit on the calibration batches);
-        ``latency_options`` (``levels``, ``threads``, ``warmup``, ``repeats``,
-        ``dense_repeats``, ``batch_size``) and ``measure_latency`` (measure the final
-        policy's real latency; default on for the latency target); ``example_input``,
-        ``ignored`` layers, ``device``, ``seed`` (channel ranking and evaluation subset).
+    ## Arguments
+    ``model`` (a trained ``nn.Module``), ``data`` (an object with ``reward_val`` and
+    ``train`` Datasets, e.g. ``prunegym.experiments.build_data(...)``, or tensors
+    ``(x, y)`` of reward images) or ``evaluator`` (an :class:`Evaluator`); ``target``
+    (``macs``, ``params`` or ``latency``) and ``ratio`` in (0, 1] (the fraction of the
+    dense cost the result may keep); ``min_sparsity``/``max_sparsity``; ``importance``;
+    ``round_to`` (channel rounding, default 8; 1 for weights); ``reward`` and
+    ``reward_weights``; ``evaluator_options`` (keyword arguments of :class:`Evaluator`);
+    ``reconstruction`` (AMC's least-squares refit on the calibration batches);
+    ``latency_options`` (``levels``, ``threads``, ``warmup``, ``repeats``,
+    ``dense_repeats``, ``batch_size``) and ``measure_latency`` (measure the final
+    policy's real latency; default on for the latency target); ``example_input``,
+    ``ignored`` layers, ``device``, ``seed`` (channel ranking and evaluation subset).
 
-        Searchers drive the environment by actions: ``n_units``, ``table``, ``target_ratio``,
+    Searchers drive the environment by actions: ``n_units``, ``table``, ``target_ratio``,
     ``sparsity_for_action(a)``, ``action_for_sparsity(s, unit)`` (exact through rounding;
     aliases ``action_to_sparsity``/``sparsity_to_action``),
     ``cost_ratio(sparsities)`` (no model touched) and ``play(sparsities)`` (one whole
     episode, returns ``(reward, terminal info)``) are there for them.
 
     The latency target uses a per-layer latency lookup measured once on the current
-        device (:class:`~prunegym.envs.latency_table.LatencyTable`): an approximation, so the
-        final policy's real latency is measured and reported in ``info["metrics"]``.
+    device (:class:`~prunegym.envs.latency_table.LatencyTable`): an approximation, so the
+    final policy's real latency is measured and reported in ``info["metrics"]``.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -459,7 +459,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
                 "latency_ratio": ms / self._dense_latency_ms}  # fmt: skip
 
 
-PruningEnv.__doc__ = (PruningEnv.__doc__ or "").replace("{features}", _feature_doc())
+PruningEnv.__doc__ = (PruningEnv.__doc__ or "").replace("    {features}", _feature_doc())
 
 
 class ChannelPruningEnv(PruningEnv):
