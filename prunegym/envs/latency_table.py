@@ -140,7 +140,10 @@ class LatencyTable:
                 ms[a, b] = measure_latency(
                     layer, x, threads=self.threads, warmup=self.warmup, repeats=self.repeats
                 ).median_ms
-        ms = np.maximum.accumulate(np.maximum.accumulate(ms, axis=0), axis=1)  # monotone
+        # monotone in both widths: each entry becomes the minimum over the entries at least
+        # as wide, so a slow outlier (a busy machine) cannot inflate every wider entry
+        ms = np.minimum.accumulate(ms[::-1, ::-1], axis=0)
+        ms = np.minimum.accumulate(ms, axis=1)[::-1, ::-1]
         return _LayerLookup(i, ins, outs, ms, float(ms[-1, -1]))
 
     def widths(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
