@@ -1,7 +1,7 @@
 """Seconds per search episode next to its floor, with each evaluator trick on and off.
 
 Usage: python benchmarks/bench_episode.py [--checkpoint runs/resnet20-fmnist/model.pt]
-       [--episodes 5] [--ratio 0.5] [--reward-val 5000] [--threads N]
+       [--episodes 5] [--ratio 0.5] [--reward-val 5000] [--threads N] [--latency]
 
 Workload: ResNet-20 on Fashion-MNIST (1x28x28), 5000 reward images, MACs target. The
 floor of an episode is one forward pass of the same candidate, physically pruned, over
@@ -11,7 +11,8 @@ actions, seeded); every episode is timed and its floor measured right after it, 
 see the same machine load; the ratio is the median over candidates. The one-off costs
 (building the environment, the dense evaluation, the probe episodes of ``mode="auto"``)
 are reported separately. Without ``--checkpoint`` the weights are random (the timing
-ratio does not depend on them).
+ratio does not depend on them). ``--latency`` also compares the latency target's lookup
+estimate with the measured latency of a few walled candidates (batch 32).
 """
 
 from __future__ import annotations
@@ -100,6 +101,27 @@ def bench(
     }
 
 
+def latency_check(model: torch.nn.Module, data: Any, episodes: int) -> None:
+    """The latency lookup's estimate next to the measured latency of walled candidates."""
+    t0 = time.perf_counter()
+    env = PruningEnv(model, data, target="latency", ratio=0.8, latency_options={"batch_size": 32},
+                     evaluator_options={"subset_size": 256, "mode": "masked"})  # fmt: skip
+    assert env.latency_table is not None
+    print(f"\n# latency target (ratio 0.8, batch 32): lookup built in "
+          f"{time.perf_counter() - t0:.1f} s, {len(env.latency_table.lookups)} layers timed, "
+          f"dense {env.latency_table.dense_ms:.1f} ms")  # fmt: skip
+    print("| candidate | estimate ms | measured ms | estimate / measured | MACs ratio |")
+    print("|---|---|---|---|---|")
+    rng = np.random.default_rng(1)
+    for i in range(episodes):
+        _, info = play(env, rng.uniform(-1, 1, env.n_units))
+        m = info["metrics"]
+        print(
+            f"| {i} | {m['latency_estimate_ms']:.1f} | {m['latency_ms']:.1f} | "
+            f"{m['latency_estimate_ms'] / m['latency_ms']:.2f} | {m['macs_ratio']:.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="trained ResNet-20 checkpoint")
@@ -108,6 +130,7 @@ def main() -> None:
     parser.add_argument("--reward-val", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--only", type=int, nargs="*", default=None, help="config indices")
+    parser.add_argument("--latency", action="store_true", help="check the latency lookup too")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,7 +164,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     results = {}
     for i, (name, options) in enumerate(CONFIGS.items()):
-        if args.only and i not in args.only:
+        if args.only is not None and i not in args.only:
             continue
         r = bench(model, data, options, args, candidates, warmup, floor_env)
         results[name] = r
@@ -152,6 +175,8 @@ def main() -> None:
     for name, r in results.items():
         parts = ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in r["parts"].items())
         print(f"# {name}: {parts}; env build {r['build_s']:.2f} s; probes (s) {r['probes']}")
+    if args.latency:
+        latency_check(model, data, args.episodes)
 
 
 if __name__ == "__main__":
