@@ -157,6 +157,7 @@ def _hard_env():
     return SyntheticPruningEnv(num_units=10, ratio=0.5, sensitivity=sens, reward_scale=20.0)
 
 
+@pytest.mark.slow  # the same claim on the real PruningEnv runs by default (test_searchers_real_env)
 def test_ddpg_learns_better_than_random_search_with_the_same_episodes():
     """A known-optimum game (same observation, action wall and action mapping as the
     real env): after 160 episodes (40 warm-up), DDPG with AMC's settings ends at least
