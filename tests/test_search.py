@@ -163,3 +163,30 @@ def test_same_seed_same_history(tmp_path):
     other = cfg.replace(seed=1)
     run_search(other, tmp_path / "c")
     assert _history(tmp_path / "c") != _history(tmp_path / "a")
+
+
+class _FailAt(_SigintAfter):
+    """A crash (not Ctrl-C) once ``n`` episodes are done."""
+
+    def on_episode(self, searcher, record):
+        if len(searcher.history) == self.n:
+            raise RuntimeError("evaluator crashed")
+
+
+def test_a_crash_leaves_only_whole_files(tmp_path):
+    cfg = load_config(CONFIGS / "digits.yaml",
+                      [*FAST, "search.agent=random", "search.options={}",
+                       "run.tensorboard=false"])  # fmt: skip
+    early = tmp_path / "early"
+    with pytest.raises(RuntimeError):
+        run_search(cfg, early, extra_callbacks=[_FailAt(1)])
+    assert not early.exists()  # nothing worth keeping: no directory at all
+    late = tmp_path / "late"
+    with pytest.raises(RuntimeError):
+        run_search(cfg, late, extra_callbacks=[_FailAt(3)])
+    names = sorted(p.name for p in late.iterdir())
+    assert not [n for n in names if n.startswith(".")]
+    assert "checkpoint.pkl" in names and "summary.json" not in names
+    assert len(_history(late)) == 2  # the last checkpoint (every 2 episodes)
+    assert run_search(cfg, late, resume=True).status == "completed"
+    assert len(_history(late)) == 6
