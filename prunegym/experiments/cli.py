@@ -51,6 +51,10 @@ class Command:
 COMMANDS: dict[str, str] = {
     "train": "prunegym.experiments.cli:TRAIN",
     "search": "prunegym.experiments.search:SEARCH",
+    "export": "prunegym.experiments.export:EXPORT",
+    "run": "prunegym.experiments.run:RUN",
+    "report": "prunegym.experiments.report:REPORT",
+    "demo": "prunegym.experiments.demo:DEMO",
 }
 
 

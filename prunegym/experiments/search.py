@@ -10,6 +10,7 @@ Run directory::
     best_policy.json   the best PruningPolicy so far (rewritten when it improves)
     agent.zip          the SB3 agent (RL searchers), written at the end
     checkpoint.pkl     the searcher's whole state (agent, replay buffer, history, RNGs)
+    base_model.pt      the dense model, when the run trained it (export prunes this one)
     summary.json       best reward and metrics, episodes, seconds per episode, status
 
 Every file is written atomically (temporary file + rename), so an interrupted or failed
@@ -40,6 +41,7 @@ from prunegym.experiments.config import Config, ConfigError, load_config
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FILE = "checkpoint.pkl"
+BASE_MODEL_FILE = "base_model.pt"  # the dense model, when the run trained it
 #: Keys that may differ between a run and its resumption.
 RESUMABLE_KEYS = ("search.episodes", "run.progress", "run.out", "run.threads")
 
@@ -239,7 +241,12 @@ def run_search(
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
 
-    model, data = build_workload(cfg, progress=cfg.run.progress)
+    base_path = run_dir / BASE_MODEL_FILE
+    trained_here = cfg.workload.checkpoint is None
+    if resume and trained_here and base_path.is_file():  # the dense model this run trained
+        model, data = build_workload(cfg.replace(**{"workload.checkpoint": str(base_path)}))
+    else:
+        model, data = build_workload(cfg, progress=cfg.run.progress)
     env = build_env(cfg, model, data)
     options = dict(cfg.search.options)
     if cfg.search.agent in ("ddpg", "td3", "sac", "ppo"):
@@ -260,6 +267,12 @@ def run_search(
             from prunegym.pruners.io import atomic_write_text
 
             atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+            if trained_here:  # keep the dense model so export and resume use the same one
+                from prunegym.experiments.checkpoint import save_checkpoint
+
+                save_checkpoint(base_path, model, model_name=str(cfg.workload.model),
+                                in_channels=data.in_channels, num_classes=data.num_classes,
+                                dataset=data.describe())  # fmt: skip
             info = {"command": list(command), "started": _now(), "versions": _versions(),
                     "cwd": os.getcwd()}  # fmt: skip
         _write_json(run_dir / "run.json", info)
