@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.prunegym-installed
 
-.PHONY: install test test-slow lint bench clean
+.PHONY: install demo test test-slow lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m prunegym demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check prunegym tests benchmarks
