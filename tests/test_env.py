@@ -367,3 +367,11 @@ def test_an_explicit_evaluator_and_tensor_data_work() -> None:
         PruningEnv(make_model("smallcnn", in_channels=1), object())
     with pytest.raises(ValueError, match="data="):
         PruningEnv(make_model("smallcnn", in_channels=1))
+
+
+def test_real_latency_can_be_reported_for_a_macs_target() -> None:
+    env = make_env("smallcnn", measure_latency=True, latency_options={"dense_repeats": 3})
+    assert env.latency_table is None
+    _, info = env.play([0.5] * env.n_units)
+    assert info["latency_ratio"] == info["metrics"]["latency_ratio"] > 0
+    assert "latency_estimate_ms" not in info["metrics"]

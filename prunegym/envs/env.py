@@ -27,8 +27,8 @@ from prunegym.pruners import (
     PruningPolicy,
     Reconstructor,
     WeightPruner,
-    measure_latency,
 )
+from prunegym.pruners import measure_latency as time_model
 
 TARGETS = ("macs", "params", "latency")
 _LATENCY_KEYS = {"levels", "threads", "warmup", "repeats", "dense_repeats", "batch_size"}
@@ -445,13 +445,13 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._dense_latency_ms is None:
             self._dense_latency_ms = (
                 self.latency_table.dense_ms if self.latency_table is not None
-                else measure_latency(self.model, self.latency_input,
-                                     **self._latency_settings).median_ms
+                else time_model(self.model, self.latency_input,
+                                **self._latency_settings).median_ms
             )  # fmt: skip
         key = tuple(int(k) for k in kept)
         if key not in self._latency_cache:
             small = self.pruner.apply(policy)
-            self._latency_cache[key] = measure_latency(
+            self._latency_cache[key] = time_model(
                 small, self.latency_input, **self._latency_settings
             ).median_ms
         ms = self._latency_cache[key]
