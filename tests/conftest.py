@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
 
 from prunegym.experiments.models import build_model
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread for the whole suite: on a shared 2-core machine two OpenMP
+    threads per process can be many times slower, and results stay deterministic."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 # Architectures the pruning engine must handle (zoo names and torchvision names).
 ARCHS = ["resnet20", "vgg11", "mobilenetv2", "tv:resnet18", "tv:mobilenet_v2"]

@@ -16,14 +16,6 @@ from prunegym.agents import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_noise_schedule_follows_amc():
     noise = TruncatedNormalNoise(sigma=0.5, decay=0.95, warmup_episodes=3)
     for _ in range(3):

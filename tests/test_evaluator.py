@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,15 +16,6 @@ from torch.utils.data import Dataset
 from prunegym.envs import EvaluationError, Evaluator, PruningEnv, recalibrate_batchnorm
 from prunegym.experiments.data import build_data
 from prunegym.pruners import ChannelPruner, LayerTable, PruningPolicy
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads can be 50x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

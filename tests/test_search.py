@@ -10,7 +10,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 from prunegym.experiments.cli import main
 from prunegym.experiments.config import load_config
@@ -25,14 +24,6 @@ FAST = [
     "run.checkpoint_every=2",
     "run.threads=1",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _cli(capsys, *argv):

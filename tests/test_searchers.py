@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from prunegym.agents import (
     SEARCHERS,
@@ -23,14 +22,6 @@ FAST = {
     "sac": {"warmup_episodes": 2},
     "ppo": {"rollout_episodes": 2},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.mark.parametrize("name", SEARCHERS)

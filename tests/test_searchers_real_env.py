@@ -5,7 +5,6 @@ the per-unit sparsities, so the best policy is known."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from prunegym.agents import make_searcher
@@ -34,14 +33,6 @@ class KnownEvaluator:
     def evaluate(self, pruner, policy):
         acc = self.base - sum(self.weights[n] * s * s for n, s in policy.sparsities.items())
         return EvalResult(acc, 0.0, 1, "masked", 0.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _known_optimum_env():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from fractions import Fraction
 
 import numpy as np
@@ -15,16 +14,6 @@ from hypothesis import strategies as st
 
 from prunegym.envs.wall import ActionWall, UnreachableBudgetError
 from prunegym.pruners import LayerTable
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads can be 50x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 _TABLES: dict[tuple[str, str], LayerTable] = {}
 

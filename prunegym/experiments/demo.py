@@ -15,7 +15,7 @@ from typing import Any
 
 from prunegym.experiments.cli import Command
 from prunegym.experiments.config import ConfigError, from_dict
-from prunegym.experiments.export import ExportOptions, print_summary
+from prunegym.experiments.export import ExportOptions
 
 DEMO_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -76,7 +76,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prunegym.experiments.run import run_pipeline
+    from prunegym.experiments.run import run_and_print
 
     progress = not args.no_progress
     cfg = demo_config(args.episodes, args.warmup, args.train_epochs, args.seed, progress)
@@ -88,15 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"prunegym demo: smallcnn on digits, {cfg.search.agent} search at "
           f"{cfg.env.target} <= {cfg.env.ratio:g}, {cfg.search.episodes} episodes -> {run_dir}",
           flush=True)  # fmt: skip
-    try:
-        metrics = run_pipeline(cfg, run_dir, opts, command=getattr(args, "argv", sys.argv))
-    except KeyboardInterrupt:
-        print(f"prunegym: interrupted; continue with: prunegym run --resume {run_dir}",
-              file=sys.stderr)  # fmt: skip
-        return 130
-    print()
-    print_summary(metrics, run_dir)
-    return 0
+    return run_and_print(cfg, run_dir, opts, getattr(args, "argv", sys.argv))
 
 
 DEMO = Command(

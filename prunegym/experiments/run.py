@@ -33,6 +33,21 @@ def run_pipeline(
     return export_run(run_dir, options, command=command)
 
 
+def run_and_print(
+    cfg: Config, run_dir: Path, options: ExportOptions, command: list[str], resume: bool = False
+) -> int:
+    """:func:`run_pipeline`, then the before/after table; the exit status."""
+    try:
+        metrics = run_pipeline(cfg, run_dir, options, command=command, resume=resume)
+    except KeyboardInterrupt:
+        print(f"prunegym: interrupted; continue with: prunegym run --resume {run_dir}",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    print()
+    print_summary(metrics, run_dir)
+    return 0
+
+
 def _configure(p: argparse.ArgumentParser) -> None:
     from prunegym.experiments.search import _configure as configure_search
 
@@ -46,15 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg, run_dir, resume = resolve_cli_config(args)
     check_config(cfg)
     opts = export_options(args)
-    command = getattr(args, "argv", sys.argv)
-    try:
-        metrics = run_pipeline(cfg, run_dir, opts, command=command, resume=resume)
-    except KeyboardInterrupt:
-        print(f"prunegym: interrupted; continue with: prunegym run --resume {run_dir}",
-              file=sys.stderr)  # fmt: skip
-        return 130
-    print_summary(metrics, run_dir)
-    return 0
+    return run_and_print(cfg, run_dir, opts, getattr(args, "argv", sys.argv), resume=resume)
 
 
 RUN = Command(
