@@ -332,7 +332,10 @@ def test_latency_target_uses_a_lookup_and_reports_real_latency() -> None:
         latency_options={"levels": (0.25, 1.0), "repeats": 3, "warmup": 1, "dense_repeats": 5,
                          "batch_size": 16},
     )  # fmt: skip
-    assert env.latency_table is not None and env.latency_table.dense_ms > 0
+    lt = env.latency_table
+    assert lt is not None and lt.dense_ms > 0
+    assert lt.estimate(env.table.channels) == pytest.approx(lt.dense_ms)  # dense is exact
+    assert 0 < lt.estimate(env.wall.kept_min) <= lt.dense_ms  # positive, never above dense
     _, info = env.play([0.0] * env.n_units)
     m = info["metrics"]
     assert m["latency_estimate_ms"] <= 0.95 * env.latency_table.dense_ms + 1e-12

@@ -1,11 +1,14 @@
 """A latency lookup measured once on the current device, for the latency target.
 
 An approximation, documented as such: every conv/linear layer is timed alone, on its
-own input shape, at a small grid of input x output channel counts; the model's latency
-at a vector of kept counts is the measured dense model's latency plus, per layer, the
-interpolated lookup at its pruned widths minus the lookup at its dense widths. BN,
-activations, pooling and interactions between layers (caches, fusion) are not modelled,
-which is why the environment also measures the final policy's real latency.
+own input shape, at a small grid of input x output channel counts. The model's latency
+at a vector of kept counts is the measured dense latency scaled by
+``(rest + sum of layer lookups at the pruned widths) / (rest + sum at the dense widths)``,
+where ``rest`` is the dense latency not spent in the timed layers (never negative). The
+ratio form keeps the estimate positive and makes it insensitive to a machine that was
+uniformly busier while the layers were timed than while the model was. BN, activations,
+pooling and interactions between layers (caches, fusion) are not modelled, which is why
+the environment also measures the final policy's real latency.
 """
 
 from __future__ import annotations
@@ -108,6 +111,10 @@ class LatencyTable:
             self.lookups.append(
                 self._measure(i, lay, modules[lay.name], shape, levels, varies_in, varies_out)
             )
+        self._layers_dense = sum(lk.dense_ms for lk in self.lookups)
+        self._rest = max(self.dense_ms - self._layers_dense, 0.0)
+        if self._rest + self._layers_dense <= 0:
+            self._rest = 1.0  # nothing varies: every estimate is the dense latency
         self.seconds = time.perf_counter() - start
 
     def _measure(
@@ -156,10 +163,8 @@ class LatencyTable:
     def estimate(self, kept: np.ndarray) -> float:
         """Estimated milliseconds per forward pass of the example batch."""
         inp, out = self.widths(kept)
-        total = self.dense_ms
-        for lk in self.lookups:
-            total += lk.lookup(inp[lk.index], out[lk.index]) - lk.dense_ms
-        return total
+        pruned = sum(lk.lookup(inp[lk.index], out[lk.index]) for lk in self.lookups)
+        return self.dense_ms * (self._rest + pruned) / (self._rest + self._layers_dense)
 
 
 def _resized(module: nn.Module, c_in: int, c_out: int, depthwise: bool) -> nn.Module:
