@@ -338,3 +338,10 @@ def test_imagefolder_flat_and_train_val(tmp_path: Path) -> None:
     assert split.indices["test"].tolist() == [12, 13, 14, 15]
     with pytest.raises(FileNotFoundError, match="class folder"):
         build_data("imagefolder", data_dir=tmp_path / "tv" / "train" / "cat")
+
+
+def test_data_splits_survive_deepcopy_as_gymnasium_makes() -> None:
+    import copy
+
+    data = build_data("digits", seed=0)
+    assert copy.deepcopy(data) is data

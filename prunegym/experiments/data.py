@@ -182,6 +182,10 @@ class DataSplits:
         """Global pool indices of each split (read-only arrays)."""
         return MappingProxyType({s: self.split(s).indices for s in SPLITS})
 
+    def __deepcopy__(self, memo: dict) -> DataSplits:
+        """Immutable: a deep copy (as Gymnasium's env checker makes) is the object itself."""
+        return self
+
     @property
     def example_input(self) -> torch.Tensor:
         """A one-sample batch ``(1, C, H, W)`` from ``train`` (never from test), no augmentation."""
