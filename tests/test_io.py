@@ -98,3 +98,9 @@ def test_latency_reports_conditions(pruned_resnet, example_input) -> None:
     assert torch.get_num_threads() == threads
     with pytest.raises(ValueError):
         measure_latency(small, example_input, repeats=0)
+
+
+def test_saved_files_are_world_readable(tmp_path, pruned_resnet) -> None:
+    _, small = pruned_resnet
+    path = save_pruned(small, tmp_path / "m.pt")
+    assert path.stat().st_mode & 0o777 == 0o644  # mkstemp alone would give 0600

@@ -29,22 +29,30 @@ _SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_fea
                 "num_features")  # fmt: skip
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename."""
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
+    """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename.
+
+    The data is flushed to disk before the rename and the file gets the usual 0644 mode
+    (``mkstemp`` alone would leave it readable by its owner only).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
 
 def save_pruned(
