@@ -80,7 +80,7 @@ class SearchResult:
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         text = history_csv(self.history, self.unit_names)
         if path is not None:
-            from prunegym.pruners.io import atomic_write_text
+            from prunegym.utils.files import atomic_write_text
 
             atomic_write_text(Path(path), text)
         return text

@@ -50,7 +50,7 @@ from prunegym.agents.episodes import (
 )
 from prunegym.agents.factory import ALGOS, make_agent, noise_sigma
 from prunegym.agents.results import EpisodeRecord, SearchResult, best_record
-from prunegym.pruners.io import atomic_write_bytes
+from prunegym.utils.files import atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunegym.pruners.io import atomic_write_bytes
+from prunegym.utils.files import atomic_write_bytes
 
 __all__ = [
     "CHECKPOINT_FORMAT",

@@ -267,7 +267,7 @@ def write_report_files(out: Path, metrics: dict[str, Any], history: list[dict[st
     if uniform is not None:
         base = [1 - uniform["kept"][u["name"]] / u["channels"] for u in metrics["policy"]["units"]]
     plots.plot_policy(units, real, base, out / "policy.png")
-    from prunegym.pruners.io import atomic_write_text
+    from prunegym.utils.files import atomic_write_text
 
     atomic_write_text(out / "report.md", render_report(metrics, has_history=bool(history)))
 

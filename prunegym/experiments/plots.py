@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
-from prunegym.pruners.io import atomic_write_bytes
+from prunegym.utils.files import atomic_write_bytes
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -137,7 +137,7 @@ def config_differences(a: Config, b: Config, ignore: Sequence[str] = RESUMABLE_K
 
 # ------------------------------------------------------------------------------ run files
 def _write_json(path: Path, obj: Any) -> None:
-    from prunegym.pruners.io import atomic_write_text
+    from prunegym.utils.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -264,7 +264,7 @@ def run_search(
                 {"command": list(command), "at": _now(), "episodes_done": len(searcher.history)}
             )
         else:
-            from prunegym.pruners.io import atomic_write_text
+            from prunegym.utils.files import atomic_write_text
 
             atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
             if trained_here:  # keep the dense model so export and resume use the same one

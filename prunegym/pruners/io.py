@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +23,11 @@ from torch import nn
 
 from prunegym.pruners.channel import HISTORY_ATTR
 from prunegym.pruners.errors import PruningError
+from prunegym.utils.files import atomic_write_bytes
 
 FORMAT = "prunegym-pruned-model"
 _SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features",
                 "num_features")  # fmt: skip
-
-
-def atomic_write_bytes(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
-    """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename.
-
-    The data is flushed to disk before the rename and the file gets the usual 0644 mode
-    (``mkstemp`` alone would leave it readable by its owner only).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
 
 def save_pruned(

@@ -125,7 +125,7 @@ class PruningPolicy:
         """The policy as JSON; with ``path`` also written there atomically."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            from prunegym.pruners.io import atomic_write_text
+            from prunegym.utils.files import atomic_write_text
 
             atomic_write_text(Path(path), text + "\n")
         return text
