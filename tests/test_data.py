@@ -41,7 +41,7 @@ def no_system_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No $PRUNEGYM_DATA and an empty 'system' directory."""
     monkeypatch.delenv("PRUNEGYM_DATA", raising=False)
     system = tmp_path / "system-empty"
-    monkeypatch.setattr(data_mod, "FASHION_MNIST_SYSTEM_DIR", system)
+    monkeypatch.setattr(data_mod.fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", system)
     return system
 
 

@@ -1,0 +1,218 @@
+"""Deterministic, disjoint train / reward_val / test splits over one pool of samples.
+
+Every split keeps its global pool indices (``DataSplits.indices``) so later code can
+assert that an evaluator never touches the test set. ``reward_val`` is drawn from the
+training part with ``seed`` and removed from ``train``: the search's reward reads it,
+training never does, and ``test`` is for final reports only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from prunegym.experiments.data.pools import Pool
+
+__all__ = [
+    "SPLITS",
+    "DataSplits",
+    "SplitDataset",
+    "carve_reward_val",
+    "check_reward_val_size",
+    "default_reward_val_size",
+    "fixed_test_slice",
+]
+
+SPLITS = ("train", "reward_val", "test")
+_TEST_FRACTION = 0.2  # test slice of datasets without their own test files
+_TEST_SEED = 0x7E57  # constant: the test slice does not move with the split seed
+
+
+def default_reward_val_size(n_train_pool: int) -> int:
+    """10% of the training pool, at most 5000 (so 5000 for Fashion-MNIST and CIFAR-10)."""
+    return max(1, min(5000, round(0.1 * n_train_pool)))
+
+
+def check_reward_val_size(size: Any, n_train_pool: int, name: str) -> int:
+    """``size`` (default: :func:`default_reward_val_size`) checked against the training part."""
+    if size is None:
+        size = default_reward_val_size(n_train_pool)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(f"reward_val_size must be an integer, got {size!r}")
+    if not 1 <= size < n_train_pool:
+        raise ValueError(
+            f"reward_val_size must be in [1, {n_train_pool - 1}] for {name} "
+            f"(training part has {n_train_pool} samples), got {size}"
+        )
+    return int(size)
+
+
+def fixed_test_slice(n_pool: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_pool, test)`` indices: a constant 20% test slice, whatever the split seed."""
+    order = np.random.default_rng(_TEST_SEED).permutation(n_pool)
+    n_test = math.ceil(_TEST_FRACTION * n_pool)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def carve_reward_val(train_pool: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, reward_val)``: ``size`` samples of ``train_pool`` drawn with ``seed``, sorted."""
+    perm = np.random.default_rng(seed).permutation(train_pool)
+    return np.sort(perm[size:]), np.sort(perm[:size])
+
+
+class SplitDataset(Dataset):
+    """One split of a pool: a torch Dataset of ``(input, label)`` over global ``indices``."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        indices: np.ndarray,
+        split: str,
+        transform: Callable[[Any], torch.Tensor],
+        augment: bool,
+    ) -> None:
+        self.pool = pool
+        self.indices = indices
+        self.indices.flags.writeable = False
+        self.split = split
+        self.transform = transform
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.pool.raw(int(self.indices[i]))
+        return self.transform(x), y
+
+    def __repr__(self) -> str:
+        return f"SplitDataset({self.split!r}, n={len(self)}, augment={self.augment})"
+
+
+@dataclass(frozen=True, eq=False)
+class DataSplits:
+    """A dataset split three ways, plus what models and the search need to know about it.
+
+    ``train`` yields augmented samples (where the dataset has augmentation); ``reward_val``
+    and ``test`` never do. ``indices[split]`` are the global pool indices of each split.
+    """
+
+    name: str
+    train: SplitDataset
+    reward_val: SplitDataset
+    test: SplitDataset
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    seed: int
+    reward_val_size: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    _plain_train: SplitDataset | None = field(default=None, repr=False)
+
+    @property
+    def indices(self) -> Mapping[str, np.ndarray]:
+        """Global pool indices of each split (read-only arrays)."""
+        return MappingProxyType({s: self.split(s).indices for s in SPLITS})
+
+    def __deepcopy__(self, memo: dict) -> DataSplits:
+        """Immutable: a deep copy (as Gymnasium's env checker makes) is the object itself."""
+        return self
+
+    @property
+    def example_input(self) -> torch.Tensor:
+        """A one-sample batch ``(1, C, H, W)`` from ``train`` (never from test), no augmentation."""
+        return self.plain("train")[0][0].unsqueeze(0)
+
+    def split(self, name: str) -> SplitDataset:
+        """The dataset of split ``name`` (``train``, ``reward_val`` or ``test``)."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; known: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def plain(self, name: str) -> SplitDataset:
+        """Split ``name`` without augmentation (for calibration and measuring train accuracy)."""
+        if name == "train" and self._plain_train is not None:
+            return self._plain_train
+        return self.split(name)
+
+    def loader(
+        self,
+        split: str,
+        batch_size: int = 128,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        *,
+        augment: bool | None = None,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        pin_memory: bool = False,
+    ) -> DataLoader:
+        """A DataLoader over ``split``; shuffles (seeded) and augments by default only for train."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        shuffle = split == "train" if shuffle is None else shuffle
+        augment = split == "train" if augment is None else augment
+        dataset = self.split(split) if augment else self.plain(split)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+            num_workers=num_workers,
+            drop_last=drop_last,
+            pin_memory=pin_memory,
+        )
+
+    def calibration_batches(
+        self, n: int, batch_size: int = 64, seed: int = 0
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``n`` batches ``(x, y)`` of distinct un-augmented train samples, drawn with ``seed``."""
+        train = self.plain("train")
+        if n < 1 or batch_size < 1:
+            raise ValueError(f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+        if n * batch_size > len(train):
+            raise ValueError(
+                f"{n} calibration batches of {batch_size} need {n * batch_size} samples; "
+                f"train has {len(train)}"
+            )
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        batches = []
+        for b in range(n):
+            items = [train[int(i)] for i in order[b * batch_size : (b + 1) * batch_size]]
+            xs, ys = zip(*items, strict=True)
+            batches.append((torch.stack(xs), torch.tensor(ys, dtype=torch.int64)))
+        return batches
+
+    def tensors(self, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``limit`` samples of ``split`` (all by default), un-augmented, as tensors."""
+        ds = self.plain(split)
+        n = len(ds) if limit is None else min(limit, len(ds))
+        raw = ds.pool.take(ds.indices[:n])  # one indexing op, one transform, where possible
+        if raw is not None:
+            return ds.transform(raw[0]), raw[1]
+        xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
+        return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-JSON description for checkpoints and run dirs; ``build_data_like`` reads it."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "reward_val_size": self.reward_val_size,
+            "sizes": {s: len(self.split(s)) for s in SPLITS},
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "image_size": list(self.image_size),
+            "options": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in self.options.items()
+            },
+        }
