@@ -345,3 +345,36 @@ def test_data_splits_survive_deepcopy_as_gymnasium_makes() -> None:
 
     data = build_data("digits", seed=0)
     assert copy.deepcopy(data) is data
+
+
+def test_a_registered_loader_is_a_dataset_like_the_built_in_ones() -> None:
+    from prunegym.experiments.data.pools import TensorPool
+    from prunegym.experiments.data.registry import DATASETS, LoadedData, register_dataset
+    from prunegym.experiments.data.transforms import TensorTransform
+
+    seen: list[dict] = []
+
+    def load_ramp(request):  # type: ignore[no-untyped-def]
+        seen.append(dict(request.options))
+        n = int(request.options.get("n", 40))
+        images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1)
+        t = TensorTransform((0.0,), (1.0,), scale=1.0)
+        pool = TensorPool(images, torch.arange(n) % 2)
+        return LoadedData(pool, n, False, 2, 1, (1, 1), (0.0,), (1.0,), t, t, False, {"n": n})
+
+    try:
+        register_dataset("ramp-test", "a ramp", options=("n",))(load_ramp)
+        assert "ramp-test" in dataset_names()
+        data = build_data("RAMP-test", reward_val_size=4, n=50)
+        assert seen == [{"n": 50}]
+        assert [len(data.split(s)) for s in SPLITS] == [36, 4, 10]
+        assert build_data_like(data.describe()).indices["reward_val"].tolist() == (
+            data.indices["reward_val"].tolist()
+        )
+        with pytest.raises(ValueError, match="'ramp-test' does not take option"):
+            build_data("ramp-test", size=3)
+        assert len(seen) == 2  # the unknown option is refused before the loader runs
+        with pytest.raises(ValueError, match="already registered"):
+            register_dataset("ramp-test", "again")(load_ramp)
+    finally:
+        DATASETS.pop("ramp-test", None)
