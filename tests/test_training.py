@@ -12,6 +12,7 @@ from prunegym.experiments.data import DataSplits, build_data
 from prunegym.experiments.models import build_model
 from prunegym.experiments.training import (
     TrainingDiverged,
+    TrainOptions,
     distillation_loss,
     evaluate,
     fine_tune,
@@ -219,3 +220,25 @@ def test_train_accepts_any_sized_batches() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     result = train(model, batches, 5, lr=0.05, progress=False)
     assert result.final.accuracy > 0.8  # class prototypes are linearly separable
+
+
+def test_train_options_are_one_object_and_keywords_override_them(digits: DataSplits) -> None:
+    options = TrainOptions(batch_size=256, lr=0.05, seed=3, device="cpu", progress=False)
+    models = []
+    for _ in range(3):
+        torch.manual_seed(0)
+        models.append(build_model("smallcnn", in_channels=1, num_classes=10))
+    by_options = train(models[0], digits, 1, options)
+    by_keywords = train(models[1], digits, 1, batch_size=256, lr=0.05, seed=3, progress=False)
+    a, b = _state(models[0]), _state(models[1])
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same settings, same weights
+    assert by_options.config == {**by_keywords.config}
+    overridden = train(models[2], digits, 1, options, lr=0.02)
+    assert overridden.config["lr"] == 0.02 and overridden.config["batch_size"] == 256
+    assert options.lr == 0.05  # the caller's options are not changed
+    tuned = fine_tune(models[2], digits, 1, options=TrainOptions(progress=False, batch_size=512))
+    assert tuned.config["lr"] == 0.01 and tuned.config["kind"] == "fine-tune"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'learning_rate'"):
+        train(models[2], digits, 1, learning_rate=0.1)
+    with pytest.raises(TypeError, match="must be a TrainOptions"):
+        train(models[2], digits, 1, {"lr": 0.1})  # type: ignore[arg-type]

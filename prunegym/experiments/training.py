@@ -4,22 +4,32 @@
 the device and train/eval mode it came with. ``evaluate`` changes nothing at all. Runs
 are seeded inside ``torch.random.fork_rng``, so the caller's global RNG is left alone and
 the same seed gives the same weights (on CPU; CUDA kernels may differ in the last bits).
+Every setting of a run is one :class:`TrainOptions`; keywords override its fields.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from prunegym.experiments.fitting import (
+    OPTIMIZERS,
+    Distillation,
+    EpochStats,
+    EvalResult,
+    TrainingDiverged,
+    TrainOptions,
+    distillation_loss,
+    fit,
+)
 
 if TYPE_CHECKING:
     from prunegym.experiments.data import DataSplits
@@ -28,6 +38,7 @@ __all__ = [
     "OPTIMIZERS",
     "EpochStats",
     "EvalResult",
+    "TrainOptions",
     "TrainResult",
     "TrainingDiverged",
     "distillation_loss",
@@ -38,45 +49,8 @@ __all__ = [
 ]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-OPTIMIZERS = ("sgd", "adamw")
-
-
-class TrainingDiverged(ValueError):
-    """The loss became NaN or infinite (usually: learning rate too high)."""
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Top-1 / top-5 accuracy (fractions in [0, 1]) and mean cross-entropy over ``samples``."""
-
-    top1: float
-    top5: float
-    loss: float
-    samples: int
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One epoch: mean training loss and accuracy over its batches (train mode, augmented).
-
-    With a teacher, ``loss = alpha * kd_loss + (1 - alpha) * ce_loss``; ``val`` is the
-    optional per-epoch evaluation.
-    """
-
-    epoch: int
-    loss: float
-    accuracy: float
-    lr: float
-    seconds: float
-    ce_loss: float
-    kd_loss: float | None = None
-    val: EvalResult | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+_TRAIN_LR = {"sgd": 0.1, "adamw": 1e-3}
+_FINE_TUNE_LR = {"sgd": 0.01, "adamw": 1e-4}
 
 
 @dataclass(frozen=True)
@@ -149,231 +123,51 @@ def _fork_rng(device: torch.device) -> Any:
     return torch.random.fork_rng(devices=cuda)
 
 
-def _train_loader(
-    data: DataSplits | Iterable, batch_size: int, seed: int, num_workers: int, pin: bool
-) -> Iterable:
+def _train_loader(data: DataSplits | Iterable, opts: TrainOptions, pin: bool) -> Iterable:
     if hasattr(data, "loader") and hasattr(data, "train"):
         return data.loader(
-            "train", batch_size, shuffle=True, seed=seed, num_workers=num_workers, pin_memory=pin
-        )
+            "train", opts.batch_size, shuffle=True, seed=opts.seed,
+            num_workers=opts.num_workers, pin_memory=pin,
+        )  # fmt: skip
     return data
 
 
-def _check_common(epochs: int, batch_size: int, optimizer: str, label_smoothing: float) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-
-
-def _make_optimizer(
-    name: str, model: nn.Module, lr: float, momentum: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    if not lr > 0:
-        raise ValueError(f"learning rate must be > 0, got {lr}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no trainable parameters")
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
-        )
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
-def _cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """Linear warm-up, then cosine decay to zero, per optimizer step."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def distillation_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """Hinton's KD term: ``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, batch mean."""
-    t = temperature
-    return F.kl_div(
-        F.log_softmax(student_logits / t, dim=1),
-        F.log_softmax(teacher_logits / t, dim=1),
-        reduction="batchmean",
-        log_target=True,
-    ) * (t * t)
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-def _fit(
-    model: nn.Module,
-    batches: Iterable,
-    *,
-    epochs: int,
-    optimizer: str,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    label_smoothing: float,
-    warmup_epochs: float,
-    device: torch.device,
-    progress: bool,
-    val: Batches | None,
-    after_step: Callable[[nn.Module], None] | None,
-    teacher: nn.Module | None,
-    temperature: float,
-    alpha: float,
-    desc: str,
-) -> tuple[EpochStats, ...]:
-    opt = _make_optimizer(optimizer, model, lr, momentum, weight_decay)
-    try:
-        steps_per_epoch = len(batches)  # type: ignore[arg-type]
-    except TypeError:
-        raise ValueError("training data must have a length (a DataLoader or a list)") from None
-    if steps_per_epoch == 0:
-        raise ValueError("training data is empty")
-    total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _cosine(total, round(warmup_epochs * steps_per_epoch))
-    )
-    history: list[EpochStats] = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        start = time.perf_counter()
-        lr_now = opt.param_groups[0]["lr"]
-        n = correct = 0
-        loss_sum = ce_sum = kd_sum = 0.0
-        bar = tqdm(
-            batches,
-            desc=f"{desc} {epoch}/{epochs}",
-            disable=not progress,
-            unit="batch",
-            mininterval=0.5 if sys.stderr.isatty() else 10.0,
-            dynamic_ncols=True,
-        )
-        for step, (x, y) in enumerate(bar):
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            logits = model(x)
-            ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(x)
-                kd = distillation_loss(logits, teacher_logits, temperature)
-                loss = alpha * kd + (1.0 - alpha) * ce
-            else:
-                kd, loss = None, ce
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"training diverged: loss {loss.item()} at epoch {epoch}, step {step + 1} "
-                    f"(lr {lr_now:g}); try a lower learning rate"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if after_step is not None:
-                after_step(model)
-            b = len(y)
-            n += b
-            loss_sum += loss.item() * b
-            ce_sum += ce.item() * b
-            if kd is not None:
-                kd_sum += kd.item() * b
-            correct += int((logits.argmax(1) == y).sum())
-            if progress:
-                bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.4f}", refresh=False)
-        bar.close()
-        history.append(
-            EpochStats(
-                epoch=epoch,
-                loss=loss_sum / n,
-                accuracy=correct / n,
-                lr=lr_now,
-                seconds=time.perf_counter() - start,
-                ce_loss=ce_sum / n,
-                kd_loss=kd_sum / n if teacher is not None else None,
-                val=evaluate(model, val, device=device) if val is not None else None,
-            )
-        )
-    return tuple(history)
+# ----------------------------------------------------------------------------- the run
 
 
 def _run(
     model: nn.Module,
     data: DataSplits | Iterable,
     epochs: int,
+    opts: TrainOptions,
     *,
     kind: str,
-    batch_size: int,
-    optimizer: str,
-    lr: float | None,
-    default_lr: dict[str, float],
-    momentum: float,
-    weight_decay: float | None,
-    label_smoothing: float,
-    warmup_epochs: float,
-    seed: int,
-    device: str | torch.device,
-    progress: bool,
-    num_workers: int,
-    val: Batches | None,
-    after_step: Callable[[nn.Module], None] | None,
-    teacher: nn.Module | None = None,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
+    kd: Distillation | None = None,
 ) -> TrainResult:
-    _check_common(epochs, batch_size, optimizer, label_smoothing)
-    dev = resolve_device(device)
-    lr = default_lr[optimizer] if lr is None else lr
-    if weight_decay is None:
-        weight_decay = 5e-4 if optimizer == "sgd" else 0.05
-    config = {
-        "kind": kind,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "optimizer": optimizer,
-        "lr": lr,
-        "momentum": momentum if optimizer == "sgd" else None,
-        "weight_decay": weight_decay,
-        "schedule": "cosine",
-        "warmup_epochs": warmup_epochs,
-        "label_smoothing": label_smoothing,
-        "seed": seed,
-    }
-    if teacher is not None:
-        config.update(teacher=True, temperature=temperature, alpha=alpha)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    dev = resolve_device(opts.device)
+    config = {"kind": kind, "epochs": epochs, **opts.record()}
+    if kd is not None:
+        config.update(teacher=True, temperature=kd.temperature, alpha=kd.alpha)
+    val = opts.val
+    validate = (lambda m: evaluate(m, val, device=dev)) if val is not None else None
     home, was_training = _model_device(model), model.training
-    teacher_model, teacher_training = None, None
+    teacher_training = kd.teacher.training if kd is not None else None
     start = time.perf_counter()
     with _fork_rng(dev):
-        torch.manual_seed(seed)
-        batches = _train_loader(data, batch_size, seed, num_workers, dev.type == "cuda")
+        torch.manual_seed(opts.seed)
+        batches = _train_loader(data, opts, dev.type == "cuda")
         try:
             model.to(dev)
-            if teacher is not None:
-                teacher_model, teacher_training = _on_device(teacher, dev), teacher.training
-                teacher_model.eval()
-            history = _fit(
-                model, batches, epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
-                weight_decay=weight_decay, label_smoothing=label_smoothing,
-                warmup_epochs=warmup_epochs, device=dev, progress=progress, val=val,
-                after_step=after_step, teacher=teacher_model, temperature=temperature,
-                alpha=alpha, desc=kind,
-            )  # fmt: skip
+            if kd is not None:
+                kd = Distillation(_on_device(kd.teacher, dev).eval(), kd.temperature, kd.alpha)
+            history = fit(model, batches, epochs, opts, dev, kd=kd, validate=validate, desc=kind)
         finally:
             model.to(home)
             model.train(was_training)
-            if teacher is not None and teacher_training is not None:
-                teacher.train(teacher_training)
+            if kd is not None and teacher_training is not None:
+                kd.teacher.train(teacher_training)
     return TrainResult(history, time.perf_counter() - start, str(dev), config)
 
 
@@ -384,34 +178,18 @@ def train(
     model: nn.Module,
     data: DataSplits | Iterable,
     epochs: int,
-    *,
-    batch_size: int = 128,
-    optimizer: str = "sgd",
-    lr: float | None = None,
-    momentum: float = 0.9,
-    weight_decay: float | None = None,
-    label_smoothing: float = 0.0,
-    warmup_epochs: float = 0.0,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    progress: bool = True,
-    num_workers: int = 0,
-    val: Batches | None = None,
-    after_step: Callable[[nn.Module], None] | None = None,
+    options: TrainOptions | None = None,
+    **overrides: Any,
 ) -> TrainResult:
     """Train ``model`` in place on ``data.train`` (or any sized iterable of ``(x, y)`` batches).
 
-    SGD (Nesterov momentum 0.9, lr 0.1, weight decay 5e-4) or AdamW (lr 1e-3, weight
-    decay 0.05), cosine schedule per step with optional linear warm-up. ``val`` is
-    evaluated after every epoch when given (never pass the test split here).
-    ``after_step(model)`` runs after each optimizer step (e.g. to re-apply pruning masks).
+    ``options`` (default :class:`TrainOptions`) with any of its fields overridden by
+    keyword: ``train(model, data, 10, lr=0.05, batch_size=64)``. SGD (Nesterov momentum
+    0.9, lr 0.1, weight decay 5e-4) or AdamW (lr 1e-3, weight decay 0.05), cosine
+    schedule per step with optional linear warm-up.
     """
-    return _run(
-        model, data, epochs, kind="train", batch_size=batch_size, optimizer=optimizer, lr=lr,
-        default_lr={"sgd": 0.1, "adamw": 1e-3}, momentum=momentum, weight_decay=weight_decay,
-        label_smoothing=label_smoothing, warmup_epochs=warmup_epochs, seed=seed, device=device,
-        progress=progress, num_workers=num_workers, val=val, after_step=after_step,
-    )  # fmt: skip
+    opts = _options(options, overrides, "train").resolved(_TRAIN_LR)
+    return _run(model, data, epochs, opts, kind="train")
 
 
 def fine_tune(
@@ -422,38 +200,26 @@ def fine_tune(
     temperature: float = 4.0,
     alpha: float = 0.9,
     *,
-    batch_size: int = 128,
-    optimizer: str = "sgd",
-    lr: float | None = None,
-    momentum: float = 0.9,
-    weight_decay: float | None = None,
-    label_smoothing: float = 0.0,
-    warmup_epochs: float = 0.0,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    progress: bool = True,
-    num_workers: int = 0,
-    val: Batches | None = None,
-    after_step: Callable[[nn.Module], None] | None = None,
+    options: TrainOptions | None = None,
+    **overrides: Any,
 ) -> TrainResult:
     """Fine-tune a pruned model in place; with ``teacher``, distil from it (Hinton et al.).
 
     The loss is ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE`` with
     ``T = temperature``; the teacher runs in eval mode under no_grad and is not changed.
-    Defaults as ``train`` but a 10x smaller learning rate (0.01 SGD, 1e-4 AdamW).
+    Options as ``train`` but a 10x smaller default learning rate (0.01 SGD, 1e-4 AdamW).
     """
-    if teacher is not None:
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    return _run(
-        pruned, data, epochs, kind="fine-tune", batch_size=batch_size, optimizer=optimizer,
-        lr=lr, default_lr={"sgd": 0.01, "adamw": 1e-4}, momentum=momentum,
-        weight_decay=weight_decay, label_smoothing=label_smoothing, warmup_epochs=warmup_epochs,
-        seed=seed, device=device, progress=progress, num_workers=num_workers, val=val,
-        after_step=after_step, teacher=teacher, temperature=temperature, alpha=alpha,
-    )  # fmt: skip
+    kd = Distillation(teacher, temperature, alpha) if teacher is not None else None
+    opts = _options(options, overrides, "fine_tune").resolved(_FINE_TUNE_LR)
+    return _run(pruned, data, epochs, opts, kind="fine-tune", kd=kd)
+
+
+def _options(
+    options: TrainOptions | None, overrides: Mapping[str, Any], caller: str
+) -> TrainOptions:
+    if options is not None and not isinstance(options, TrainOptions):
+        raise TypeError(f"{caller}() options must be a TrainOptions, got {type(options).__name__}")
+    return (options or TrainOptions()).updated(overrides, caller)
 
 
 def evaluate(
