@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from prunegym.experiments.data.custom import IN_MEMORY_SOURCES
 from prunegym.experiments.data.registry import LoadedData, LoadRequest, dataset_entry
 from prunegym.experiments.data.splits import (
     SPLITS,
@@ -89,7 +90,7 @@ def split_loaded(
         seed=int(seed),
         reward_val_size=size,
         options=MappingProxyType(dict(loaded.options)),
-        _plain_train=make(train_idx, "train", False) if loaded.augment else train,
+        plain_train=make(train_idx, "train", False) if loaded.augment else train,
     )
 
 
@@ -107,6 +108,11 @@ def build_data_like(
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a dataset description (missing {exc})") from None
     options = dict(description.get("options", {}))
+    if options.get("source") in IN_MEMORY_SOURCES:
+        raise ValueError(
+            f"dataset {name!r} was built from in-memory {options['source']} "
+            "(DataSplits.from_tensors / from_datasets): it cannot be rebuilt from its description"
+        )
     recorded_dir = options.pop("data_dir", None)
     if data_dir is None and recorded_dir is not None and Path(recorded_dir).is_dir():
         data_dir = recorded_dir

@@ -11,8 +11,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
-__all__ = ["FilePool", "Pool", "TensorPool"]
+__all__ = ["ConcatPool", "DatasetPool", "FilePool", "Pool", "TensorPool"]
 
 
 class Pool(Protocol):
@@ -64,3 +65,62 @@ class FilePool:
 
     def take(self, indices: np.ndarray) -> None:
         return None
+
+
+class DatasetPool:
+    """Any map-style ``torch.utils.data.Dataset`` whose items are ``(input, label)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]  # map-style datasets have a length
+
+    def raw(self, i: int) -> tuple[Any, int]:
+        x, y = self.dataset[i]
+        return x, int(y)
+
+    def take(self, indices: np.ndarray) -> None:
+        return None
+
+
+class ConcatPool:
+    """Pools one after another: part ``k`` holds global indices ``[offset_k, offset_k + n_k)``."""
+
+    def __init__(self, parts: list[Pool]) -> None:
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for a pool of {len(self)}")
+        part = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return part, i - int(self.offsets[part])
+
+    def raw(self, i: int) -> tuple[Any, int]:
+        part, local = self._locate(i)
+        return self.parts[part].raw(local)
+
+    def take(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+        indices = np.asarray(indices, dtype=np.int64)
+        part_of = np.searchsorted(self.offsets, indices, side="right") - 1
+        pieces = []
+        for part in np.unique(part_of):
+            batch = self.parts[part].take(indices[part_of == part] - self.offsets[part])
+            if batch is None:
+                return None
+            pieces.append((part_of == part, batch))
+        if not pieces:
+            return None
+        if len(pieces) == 1:
+            return pieces[0][1]
+        x0, y0 = pieces[0][1]
+        xs = x0.new_empty((len(indices), *x0.shape[1:]))
+        ys = y0.new_empty(len(indices))
+        for where, (x, y) in pieces:
+            rows = torch.from_numpy(np.flatnonzero(where))
+            xs[rows], ys[rows] = x, y
+        return xs, ys

@@ -101,7 +101,10 @@ class DataSplits:
     """A dataset split three ways, plus what models and the search need to know about it.
 
     ``train`` yields augmented samples (where the dataset has augmentation); ``reward_val``
-    and ``test`` never do. ``indices[split]`` are the global pool indices of each split.
+    and ``test`` never do; ``plain_train`` is ``train`` without augmentation (``None``:
+    ``train`` itself). ``indices[split]`` are the global pool indices of each split.
+    Build one with :func:`~prunegym.experiments.data.build_data` (a dataset by name),
+    :meth:`from_tensors` or :meth:`from_datasets` (your own data).
     """
 
     name: str
@@ -116,12 +119,65 @@ class DataSplits:
     seed: int
     reward_val_size: int
     options: Mapping[str, Any] = field(default_factory=dict)
-    _plain_train: SplitDataset | None = field(default=None, repr=False)
+    plain_train: SplitDataset | None = field(default=None, repr=False)
 
     @property
     def indices(self) -> Mapping[str, np.ndarray]:
         """Global pool indices of each split (read-only arrays)."""
         return MappingProxyType({s: self.split(s).indices for s in SPLITS})
+
+    @classmethod
+    def from_tensors(
+        cls,
+        train: tuple[torch.Tensor, torch.Tensor],
+        reward_val: tuple[torch.Tensor, torch.Tensor] | None = None,
+        test: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        reward_val_size: int | None = None,
+        seed: int = 0,
+        num_classes: int | None = None,
+        name: str = "tensors",
+    ) -> DataSplits:
+        """Splits over your own tensors ``(inputs, integer labels)``, used as given (no copy).
+
+        Without ``reward_val``, ``reward_val_size`` samples (default 10% of train, at most
+        5000) are drawn from ``train`` with ``seed`` and removed from it. Without ``test``
+        the test split is empty (final reports need one). ``num_classes`` defaults to the
+        largest label + 1. Inputs are fed to the model exactly as given.
+        """
+        from prunegym.experiments.data.custom import splits_from_tensors
+
+        return splits_from_tensors(
+            train, reward_val, test, reward_val_size=reward_val_size, seed=seed,
+            num_classes=num_classes, name=name,
+        )  # fmt: skip
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train: Dataset,
+        reward_val: Dataset | None = None,
+        test: Dataset | None = None,
+        *,
+        plain_train: Dataset | None = None,
+        reward_val_size: int | None = None,
+        seed: int = 0,
+        num_classes: int | None = None,
+        name: str = "datasets",
+    ) -> DataSplits:
+        """Splits over any map-style ``torch.utils.data.Dataset`` of ``(tensor, label)`` items.
+
+        As :meth:`from_tensors`. When ``train`` augments, pass ``plain_train``: the same
+        samples in the same order without augmentation; a carved ``reward_val`` and the
+        calibration batches (BN recalibration, reconstruction) read it. ``num_classes``
+        defaults to the largest label + 1 (read from ``targets`` where a dataset has it).
+        """
+        from prunegym.experiments.data.custom import splits_from_datasets
+
+        return splits_from_datasets(
+            train, reward_val, test, plain_train=plain_train, reward_val_size=reward_val_size,
+            seed=seed, num_classes=num_classes, name=name,
+        )  # fmt: skip
 
     def __deepcopy__(self, memo: dict) -> DataSplits:
         """Immutable: a deep copy (as Gymnasium's env checker makes) is the object itself."""
@@ -140,8 +196,8 @@ class DataSplits:
 
     def plain(self, name: str) -> SplitDataset:
         """Split ``name`` without augmentation (for calibration and measuring train accuracy)."""
-        if name == "train" and self._plain_train is not None:
-            return self._plain_train
+        if name == "train" and self.plain_train is not None:
+            return self.plain_train
         return self.split(name)
 
     def loader(
@@ -161,7 +217,7 @@ class DataSplits:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         shuffle = split == "train" if shuffle is None else shuffle
         augment = split == "train" if augment is None else augment
-        dataset = self.split(split) if augment else self.plain(split)
+        dataset = self._non_empty(self.split(split) if augment else self.plain(split))
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -194,13 +250,18 @@ class DataSplits:
 
     def tensors(self, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``limit`` samples of ``split`` (all by default), un-augmented, as tensors."""
-        ds = self.plain(split)
+        ds = self._non_empty(self.plain(split))
         n = len(ds) if limit is None else min(limit, len(ds))
         raw = ds.pool.take(ds.indices[:n])  # one indexing op, one transform, where possible
         if raw is not None:
             return ds.transform(raw[0]), raw[1]
         xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
         return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+
+    def _non_empty(self, ds: SplitDataset) -> SplitDataset:
+        if len(ds) == 0:
+            raise ValueError(f"{self.name} has no {ds.split} samples: give it a {ds.split} split")
+        return ds
 
     def describe(self) -> dict[str, Any]:
         """Plain-JSON description for checkpoints and run dirs; ``build_data_like`` reads it."""
