@@ -9,6 +9,7 @@ constant seed, so the test set never changes with the split seed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,12 @@ from prunegym.experiments.data.splits import (
     carve_reward_val,
     check_reward_val_size,
     fixed_test_slice,
+)
+from prunegym.experiments.data.transforms import (
+    AdaptedTransform,
+    ImageFormat,
+    ImageOptions,
+    adapted_format,
 )
 
 __all__ = ["build_data", "build_data_like"]
@@ -46,16 +53,39 @@ def build_data(
     ``reward_val_size`` defaults to 10% of the training part, at most 5000. ``data_dir``
     is where the files are (see each dataset); nothing is downloaded unless ``download``.
     Options: ``augment`` (fashion-mnist, cifar10, imagefolder), ``image_size``
-    (imagefolder), ``shape``/``num_classes``/``size`` (synthetic).
+    (imagefolder: resize and centre-crop), ``shape``/``num_classes``/``size`` (synthetic);
+    every dataset takes the image options of :class:`ImageOptions` (``image_size``,
+    ``resize``, ``channels``, ``mean``, ``std``), e.g. Fashion-MNIST for a 3x32x32 model:
+    ``build_data("fashion-mnist", image_size=32, channels=3)``.
     """
     entry = dataset_entry(name)
     if download and not entry.downloadable:
         raise ValueError(f"dataset {name!r} cannot be downloaded (only cifar10 can)")
+    options = dict(options)
+    image = ImageOptions.take(options, keep=entry.options)
     unknown = sorted(set(options) - set(entry.options))
     if unknown:
         raise ValueError(f"dataset {entry.name!r} does not take option(s) {', '.join(unknown)}")
-    loaded = entry.loader(LoadRequest(data_dir, download, dict(options)))
-    return split_loaded(entry.name, loaded, reward_val_size, seed)
+    loaded = entry.loader(LoadRequest(data_dir, download, options))
+    return split_loaded(entry.name, adapt(loaded, image, entry.name), reward_val_size, seed)
+
+
+def adapt(loaded: LoadedData, image: ImageOptions, name: str) -> LoadedData:
+    """``loaded`` with its transforms fitted to the image options (itself when none is set)."""
+    if image.is_identity():
+        return loaded
+    native = ImageFormat(loaded.in_channels, loaded.image_size, loaded.mean, loaded.std)
+    out = adapted_format(native, image, name)
+    return dataclasses.replace(
+        loaded,
+        in_channels=out.channels,
+        image_size=out.size,
+        mean=out.mean,
+        std=out.std,
+        train_transform=AdaptedTransform(loaded.train_transform, native, out, image.resize),
+        eval_transform=AdaptedTransform(loaded.eval_transform, native, out, image.resize),
+        options={**loaded.options, **image.record()},
+    )
 
 
 def split_loaded(
