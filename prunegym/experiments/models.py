@@ -2,15 +2,21 @@
 
 Every builder takes ``in_channels`` and ``num_classes`` so the same network serves
 1-channel data (digits, Fashion-MNIST) and 3-channel data (CIFAR-10). Weights are
-randomly initialised; nothing is ever downloaded.
+randomly initialised; nothing is ever downloaded. ``build_model`` also builds
+torchvision models (``tv:<name>``) and the user's own (``package.module:function``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
+
+from prunegym.experiments.config import ConfigError
+from prunegym.experiments.user_code import call_function, is_import_path, load_function
 
 __all__ = ["MODELS", "build_model", "check_model_name", "model_names"]
 
@@ -183,25 +189,30 @@ def _init_weights(model: nn.Module) -> None:
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "resnet20": lambda **kw: CifarResNet(20, **kw),
-    "resnet32": lambda **kw: CifarResNet(32, **kw),
-    "resnet56": lambda **kw: CifarResNet(56, **kw),
-    "plain20": lambda **kw: CifarResNet(20, residual=False, **kw),
-    "vgg11": lambda **kw: CifarVGG(11, **kw),
-    "vgg16": lambda **kw: CifarVGG(16, **kw),
-    "mobilenetv2": lambda **kw: CifarMobileNetV2(**kw),
-    "smallcnn": lambda **kw: SmallCNN(**kw),
+    "resnet20": partial(CifarResNet, 20),
+    "resnet32": partial(CifarResNet, 32),
+    "resnet56": partial(CifarResNet, 56),
+    "plain20": partial(CifarResNet, 20, residual=False),
+    "vgg11": partial(CifarVGG, 11),
+    "vgg16": partial(CifarVGG, 16),
+    "mobilenetv2": CifarMobileNetV2,
+    "smallcnn": SmallCNN,
 }
 
 
 def model_names() -> list[str]:
     """Every name ``build_model`` accepts (``tv:<name>`` stands for any torchvision model)."""
-    return [*MODELS, "tv:<torchvision classification model>"]
+    return [*MODELS, "tv:<torchvision classification model>", "package.module:function"]
 
 
 def check_model_name(name: str) -> None:
-    """Raise ``ValueError`` (listing the known names) unless ``build_model`` knows ``name``."""
-    if name.startswith("tv:"):
+    """Raise ``ValueError`` (listing the known names) unless ``build_model`` knows ``name``.
+
+    An import path is imported here, so a missing module or function is found early.
+    """
+    if is_import_path(name):
+        load_function(name, "model")
+    elif name.startswith("tv:"):
         import torchvision
 
         available = sorted(torchvision.models.list_models(module=torchvision.models))
@@ -213,19 +224,38 @@ def check_model_name(name: str) -> None:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(model_names())}")
 
 
-def build_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.Module:
-    """Build a zoo model (random init) by name; ``tv:<name>`` builds a torchvision model.
+def build_model(
+    name: str, in_channels: int | None = None, num_classes: int | None = None, **model_kwargs: Any
+) -> nn.Module:
+    """Build a model by name: a zoo model (random init), ``tv:<name>`` or your own function.
 
-    Raises ``ValueError`` for an unknown name (the message lists the known ones) and for
-    non-positive ``in_channels`` / ``num_classes``.
+    Zoo and torchvision models take ``in_channels`` (default 3) and ``num_classes``
+    (default 10) plus any keyword of their builder (``width`` for ``mobilenetv2``).
+    ``package.module:function`` imports your module and returns ``function(**model_kwargs)``
+    (``in_channels`` / ``num_classes`` are passed on only when given): naming a function
+    is asking prunegym to run it, as a config naming one does. Unknown names, arguments
+    the builder does not take and a function that returns no ``nn.Module`` are one-line
+    ``ValueError`` s (``ConfigError`` for import paths).
     """
+    if is_import_path(name):
+        given = {"in_channels": in_channels, "num_classes": num_classes}
+        kwargs = {**{k: v for k, v in given.items() if v is not None}, **model_kwargs}
+        model = call_function(load_function(name, "model"), name, "model", kwargs)
+        if not isinstance(model, nn.Module):
+            raise ConfigError(
+                f"model {name} returned {type(model).__name__!r}, not a torch.nn.Module"
+            )
+        return model
+    in_channels = 3 if in_channels is None else in_channels
+    num_classes = 10 if num_classes is None else num_classes
     for label, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
     check_model_name(name)
     if name.startswith("tv:"):
-        return _build_torchvision(name[3:], in_channels, num_classes)
-    return MODELS[name.lower()](in_channels=in_channels, num_classes=num_classes)
+        return _build_torchvision(name[3:], in_channels, num_classes, model_kwargs)
+    kwargs = {"in_channels": in_channels, "num_classes": num_classes, **model_kwargs}
+    return call_function(MODELS[name.lower()], name, "model", kwargs)
 
 
 # Torchvision builders whose defaults do not fit "logits out of forward()" or warn at build.
@@ -235,11 +265,16 @@ _TV_KWARGS: dict[str, dict[str, object]] = {
 }
 
 
-def _build_torchvision(name: str, in_channels: int, num_classes: int) -> nn.Module:
+def _build_torchvision(
+    name: str, in_channels: int, num_classes: int, model_kwargs: dict[str, Any]
+) -> nn.Module:
     import torchvision
 
-    kwargs = _TV_KWARGS.get(name, {})
-    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    kwargs = {**_TV_KWARGS.get(name, {}), **model_kwargs}
+    try:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    except TypeError as exc:  # an argument the builder does not take
+        raise ValueError(f"model tv:{name}: {exc}") from None
     if in_channels != 3:
         _replace_first_conv(model, in_channels)
     return model

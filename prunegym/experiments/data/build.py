@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from prunegym.experiments.data.custom import IN_MEMORY_SOURCES
+from prunegym.experiments.data.imported import build_imported
 from prunegym.experiments.data.registry import LoadedData, LoadRequest, dataset_entry
 from prunegym.experiments.data.splits import (
     SPLITS,
@@ -34,6 +35,7 @@ from prunegym.experiments.data.transforms import (
     ImageOptions,
     adapted_format,
 )
+from prunegym.experiments.user_code import is_import_path
 
 __all__ = ["build_data", "build_data_like"]
 
@@ -57,7 +59,15 @@ def build_data(
     every dataset takes the image options of :class:`ImageOptions` (``image_size``,
     ``resize``, ``channels``, ``mean``, ``std``), e.g. Fashion-MNIST for a 3x32x32 model:
     ``build_data("fashion-mnist", image_size=32, channels=3)``.
+
+    ``name`` may also be ``package.module:function``: your own dataset function, called
+    with ``options`` (and ``data_dir`` when given); see
+    :mod:`~prunegym.experiments.data.imported`.
     """
+    if is_import_path(name):
+        if download:
+            raise ValueError(f"dataset {name} cannot be downloaded (only cifar10 can)")
+        return build_imported(name, reward_val_size, seed, data_dir, dict(options))
     entry = dataset_entry(name)
     if download and not entry.downloadable:
         raise ValueError(f"dataset {name!r} cannot be downloaded (only cifar10 can)")
