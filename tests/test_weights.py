@@ -86,6 +86,7 @@ def test_files_without_weights_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is not a readable weights file") as err:
         load_weights(model, tmp_path / "pickled_module.pt")
     message = str(err.value)
+    assert "pickled torch.nn.modules.container.Sequential, not plain weights" in message
     assert "\n" not in message and "weights_only=False" not in message
     assert "False" not in message  # never advise turning the safe loader off
     (tmp_path / "junk.pt").write_bytes(b"junk")

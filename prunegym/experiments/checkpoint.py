@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +147,12 @@ def _torch_load(path: Path, what: str, map_location: str) -> Any:
     except Exception as exc:  # any parse failure of a corrupt or foreign file (no code runs)
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         reason = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0])
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", reason)
+        if pickled:  # a pickled object (a whole nn.Module, say): code, not weights
+            reason = (
+                f"it holds a pickled {pickled.group(1)}, not plain weights; save "
+                "torch.save(model.state_dict(), path) instead"
+            )
         raise ValueError(f"{path} is not a readable {what}: {reason}") from None
 
 
