@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -178,3 +181,41 @@ def test_env_features_that_need_a_train_split_work_with_from_tensors() -> None:
     _, info_plain = plain.play(sparsities)
     _, info_refit = refit.play(sparsities)
     assert info_plain["metrics"]["loss"] != info_refit["metrics"]["loss"]  # the refit ran
+
+
+# ----------------------------------------------------------------------------- deep copies
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc")
+def test_deep_copies_and_env_spec_copy_no_data() -> None:
+    import gymnasium as gym
+
+    from prunegym.envs import CHANNEL_ENV_ID
+
+    mib = 1 << 20
+    x = torch.ones(51_200, 1, 32, 32)  # 200 MiB, every page touched
+    y = torch.arange(51_200) % 3
+    data = DataSplits.from_tensors((x, y), reward_val_size=64)
+    before = _rss()
+    probe = copy.deepcopy(x)  # the measurement sees a copy of the inputs ...
+    assert _rss() - before > 150 * mib
+    del probe
+    before = _rss()
+    copies = [copy.deepcopy(data), copy.deepcopy({"data": data})["data"]]
+    splits = [copy.deepcopy(data.train), copy.deepcopy(data.plain("train"))]
+    assert all(c is data for c in copies) and splits == [data.train, data.plain("train")]
+    assert _rss() - before < 20 * mib  # ... and none of the splits
+    env = gym.make(
+        CHANNEL_ENV_ID, model=_tiny_cnn(), data=data, round_to=1,
+        evaluator_options={"bn_batches": 1, "bn_batch_size": 16},
+    )  # fmt: skip
+    before = _rss()
+    specs = [env.spec for _ in range(3)]  # each access deep-copies the make kwargs
+    assert all(s is not None and s.kwargs["data"] is data for s in specs)
+    assert _rss() - before < 20 * mib
+    env.close()

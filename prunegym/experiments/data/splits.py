@@ -95,6 +95,10 @@ class SplitDataset(Dataset):
     def __repr__(self) -> str:
         return f"SplitDataset({self.split!r}, n={len(self)}, augment={self.augment})"
 
+    def __deepcopy__(self, memo: dict) -> SplitDataset:
+        """Read-only (its indices cannot change): a deep copy is the object itself."""
+        return self
+
 
 @dataclass(frozen=True, eq=False)
 class DataSplits:
