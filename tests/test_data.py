@@ -378,3 +378,71 @@ def test_a_registered_loader_is_a_dataset_like_the_built_in_ones() -> None:
             register_dataset("ramp-test", "again")(load_ramp)
     finally:
         DATASETS.pop("ramp-test", None)
+
+
+# ----------------------------------------------------------------------------- reward != test
+
+
+def _fake_cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A CIFAR-10 directory torchvision would accept, served by a stand-in reader."""
+    import torchvision
+
+    root = tmp_path / "cifar"
+    (root / "cifar-10-batches-py").mkdir(parents=True)
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"")
+
+    class FakeCIFAR10:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            n = 60 if train else 20
+            rng = np.random.default_rng(int(train))
+            self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = [i % 10 for i in range(n)]
+
+        def __len__(self) -> int:
+            return len(self.targets)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    return root
+
+
+def _tiny_imagefolder(root: Path) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(8 if split == "train" else 3):
+                Image.new("RGB", (6, 6), (30 * i, 0, 0)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("name", dataset_names())
+def test_the_reward_split_is_never_the_test_split(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builders = {
+        "digits": lambda: {},
+        "synthetic": lambda: {"size": 100, "shape": (1, 4, 4)},
+        "fashion-mnist": lambda: {"data_dir": _write_fake_fmnist(tmp_path / "fm")},
+        "imagefolder": lambda: {"data_dir": _tiny_imagefolder(tmp_path / "if"), "image_size": 4},
+        "cifar10": lambda: {"data_dir": _fake_cifar10(tmp_path, monkeypatch)},
+    }
+    assert name in builders, f"no split test for the registered dataset {name!r}"
+    kwargs = builders[name]()
+    for seed in (0, 1, 2):
+        data = build_data(name, seed=seed, **kwargs)
+        idx = {s: set(data.indices[s].tolist()) for s in SPLITS}
+        assert idx["reward_val"] and idx["test"] and idx["train"]
+        assert not idx["reward_val"] & idx["test"]
+        assert not idx["train"] & (idx["reward_val"] | idx["test"])
+        assert sum(map(len, idx.values())) == len(data.train.pool)  # every sample in one split
+
+
+def test_splits_that_share_samples_are_refused() -> None:
+    import dataclasses
+
+    data = build_data("digits")
+    with pytest.raises(ValueError, match="reward_val and test share 144 samples"):
+        dataclasses.replace(data, test=data.reward_val)
+    with pytest.raises(ValueError, match="train and reward_val share"):
+        dataclasses.replace(data, reward_val=data.train)

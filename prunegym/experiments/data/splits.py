@@ -125,6 +125,16 @@ class DataSplits:
     options: Mapping[str, Any] = field(default_factory=dict)
     plain_train: SplitDataset | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        """The splits share no sample: above all, the reward split is never the test split."""
+        for a, b in (("reward_val", "test"), ("train", "test"), ("train", "reward_val")):
+            shared = np.intersect1d(self.split(a).indices, self.split(b).indices)
+            if len(shared):
+                raise ValueError(
+                    f"{self.name}: {a} and {b} share {len(shared)} samples "
+                    f"(global index {int(shared[0])}); the splits must be disjoint"
+                )
+
     @property
     def indices(self) -> Mapping[str, np.ndarray]:
         """Global pool indices of each split (read-only arrays)."""
