@@ -47,13 +47,10 @@ CHECKPOINT_FORMAT = "prunegym.checkpoint/1"
 
 
 def prunegym_version() -> str:
-    """The installed prunegym version ("unknown" when run from an uninstalled tree)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """``prunegym.__version__``: the one source (pyproject.toml reads it from there too)."""
+    import prunegym
 
-    try:
-        return version("prunegym")
-    except PackageNotFoundError:
-        return "unknown"
+    return prunegym.__version__
 
 
 atomic_write = atomic_write_bytes  # one implementation: prunegym.pruners.io
