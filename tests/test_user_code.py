@@ -179,3 +179,22 @@ def test_cli_train_with_own_model_and_data(
     x = torch.randn(2, 1, 6, 6)
     with torch.inference_mode():
         assert model(x).shape == (2, 3)
+
+
+def test_workload_config_carries_model_kwargs_and_dataset_options(pkg: str) -> None:
+    from prunegym.experiments.config import load_config
+
+    cfg = load_config(
+        overrides=[
+            f"workload.model={pkg}.models:net",
+            "workload.model_kwargs={width: 5}",
+            f"workload.dataset={pkg}.data:datasets",
+            "workload.dataset_options={n: 60}",
+        ]
+    )
+    w = cfg.workload
+    data = build_data(w.dataset, w.reward_val_size, w.split_seed, w.data_dir, **w.dataset_options)
+    model = build_model(w.model, **w.model_kwargs)
+    assert len(data.train) + len(data.reward_val) == 60 and model[0].out_channels == 5
+    with pytest.raises(ConfigError, match=r"workload\.model_kwargs must be a mapping"):
+        load_config(overrides=["workload.model_kwargs=3"])

@@ -66,6 +66,11 @@ class WorkloadConfig:
     split_seed: int = 0
     train_epochs: int = 0
     train_seed: int = 0
+    #: Keywords of ``build_model`` (for a ``package.module:function`` model: all it gets).
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Options of ``build_data``: image options (``image_size``, ``channels`` ...), the
+    #: dataset's own, or the keywords of a ``package.module:function`` dataset.
+    dataset_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
