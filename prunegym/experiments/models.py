@@ -85,7 +85,7 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-_VGG_CFG = {
+_VGG_CFG: dict[int, list[int | str]] = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
@@ -99,11 +99,11 @@ class CifarVGG(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for v in _VGG_CFG[depth]:
-            if v == "M":
+            if isinstance(v, str):  # "M"
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
             else:
-                layers += [*_conv_bn(c_in, int(v)), nn.ReLU(inplace=True)]
-                c_in = int(v)
+                layers += [*_conv_bn(c_in, v), nn.ReLU(inplace=True)]
+                c_in = v
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_in, num_classes)
@@ -289,8 +289,8 @@ def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
     if conv.in_channels != 3 or conv.groups != 1:
         raise ValueError(f"first convolution {name!r} does not take a plain 3-channel input")
     new = nn.Conv2d(
-        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, 1, conv.bias is not None, conv.padding_mode,
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]  # Conv2d stores 2-tuples
+        conv.dilation, 1, conv.bias is not None, conv.padding_mode,  # type: ignore[arg-type]  # as above
         device=conv.weight.device, dtype=conv.weight.dtype,
     )  # fmt: skip
     parent_name, _, child_name = name.rpartition(".")

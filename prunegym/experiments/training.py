@@ -94,7 +94,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def _model_device(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
+    tensor: torch.Tensor | None = next(model.parameters(), None)
     if tensor is None:
         tensor = next(model.buffers(), None)
     return tensor.device if tensor is not None else torch.device("cpu")

@@ -170,7 +170,7 @@ def _shape(t: torch.Tensor) -> str:
 
 def _assemble(
     name: str,
-    parts: dict[str, Pool],
+    parts: Mapping[str, Pool],
     plain_train: Pool | None,
     reward_val_size: int | None,
     seed: int,
