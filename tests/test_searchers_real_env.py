@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from prunegym.agents import make_searcher
-from prunegym.envs import EvalResult, PruningEnv
+from prunegym.envs import ProxyResult, PruningEnv
 from prunegym.experiments.models import build_model
 
 
@@ -28,11 +28,11 @@ class KnownEvaluator:
         return None
 
     def evaluate_model(self, model):
-        return EvalResult(self.base, 0.0, 1, "dense", 0.0)
+        return ProxyResult(self.base, 0.0, 1, "dense", 0.0)
 
     def evaluate(self, pruner, policy):
         acc = self.base - sum(self.weights[n] * s * s for n, s in policy.sparsities.items())
-        return EvalResult(acc, 0.0, 1, "masked", 0.0)
+        return ProxyResult(acc, 0.0, 1, "masked", 0.0)
 
 
 def _known_optimum_env():

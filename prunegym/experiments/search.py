@@ -89,10 +89,10 @@ def build_workload(cfg: Config, progress: bool = False) -> tuple[Any, Any]:
 
 
 def build_env(cfg: Config, model: Any, data: Any) -> Any:
-    from prunegym.envs import PruningEnv
+    from prunegym.envs import make_pruning_env
 
     e = cfg.env
-    return PruningEnv(
+    return make_pruning_env(
         model, data, granularity=e.granularity, target=e.target, ratio=e.ratio,
         min_sparsity=e.min_sparsity, max_sparsity=e.max_sparsity, importance=e.importance,
         round_to=e.round_to, reward=e.reward, reward_weights=dict(e.reward_weights) or None,
