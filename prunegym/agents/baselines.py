@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import gymnasium as gym
 import numpy as np
 
@@ -17,6 +19,11 @@ from prunegym.agents.checkpoint import CheckpointState, generator_from_state, ge
 from prunegym.agents.episodes import play_episode, uniform_sparsity
 from prunegym.agents.results import EpisodeRecord
 from prunegym.agents.searcher import Searcher
+
+
+def _replay(actions: Sequence[float] | np.ndarray) -> Callable[[np.ndarray, int], float]:
+    """A policy that plays ``actions[t]`` at step ``t`` whatever it observes."""
+    return lambda _obs, t: float(actions[t])
 
 
 class _EpisodicSearcher(Searcher):
@@ -36,8 +43,7 @@ class _EpisodicSearcher(Searcher):
         n = self.game.n_units
         while len(self.history) < episodes and not self.stop_requested:
             actions = np.asarray(self.propose(n), dtype=np.float64)
-            rec = play_episode(env, lambda _obs, t, a=actions: a[t], len(self.history),
-                               seed=self._reset_seed())  # fmt: skip
+            rec = play_episode(env, _replay(actions), len(self.history), seed=self._reset_seed())
             self.observe(actions, rec)
             self._record(rec)
             self._safe_point()
@@ -78,8 +84,7 @@ class UniformSearcher(Searcher):
         game = self.game
         s = uniform_sparsity(game)
         actions = [game.action_for_sparsity(s, t) for t in range(game.n_units)]
-        rec = play_episode(env, lambda _obs, t: actions[t], len(self.history),
-                           seed=self._reset_seed())  # fmt: skip
+        rec = play_episode(env, _replay(actions), len(self.history), seed=self._reset_seed())
         self._record(rec)
         self._safe_point()
 

@@ -20,6 +20,9 @@ from prunegym.agents.results import EpisodeRecord, SearchResult
 from prunegym.utils.files import write_json
 
 if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
     from prunegym.agents.searcher import Searcher
 
 
@@ -80,7 +83,7 @@ class TensorBoardCallback(SearchCallback):
         self.log_dir = Path(log_dir)
         self.hparams = dict(hparams or {})
         self.histogram_every = max(1, int(histogram_every))
-        self.writer = None
+        self.writer: SummaryWriter | None = None
 
     def on_search_start(self, searcher: Searcher) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -93,7 +96,8 @@ class TensorBoardCallback(SearchCallback):
             return
         w, step = self.writer, record.episode
         w.add_scalar("episode/reward", record.reward, step)
-        w.add_scalar("episode/best_reward", searcher.best.reward, step)
+        best = searcher.best
+        w.add_scalar("episode/best_reward", record.reward if best is None else best.reward, step)
         w.add_scalar("episode/seconds", record.seconds, step)
         for k, v in record.metrics.items():
             w.add_scalar(f"episode/{k}", v, step)
@@ -156,7 +160,7 @@ class ProgressBarCallback(SearchCallback):
     def __init__(self, total: int, disable: bool | None = None) -> None:
         self.total = int(total)
         self.disable = disable
-        self.bar = None
+        self.bar: tqdm | None = None
 
     def on_search_start(self, searcher: Searcher) -> None:
         from tqdm.auto import tqdm

@@ -55,7 +55,7 @@ def write_checkpoint(path: str | os.PathLike[str], state: CheckpointState) -> No
     """Write ``state`` to ``path`` atomically (a crash leaves the previous file)."""
     text = json.dumps({"format": FORMAT, **state.meta}, default=_jsonable)
     arrays = io.BytesIO()
-    np.savez(arrays, **state.arrays)
+    np.savez(arrays, allow_pickle=False, **state.arrays)
 
     def write(fh: Any) -> None:
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:

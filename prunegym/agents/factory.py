@@ -109,13 +109,11 @@ def make_agent(
                 "baseline_alpha": baseline_alpha,
             }
         if (noise and name != "sac") or isinstance(noise, Mapping):
-            options = {"sigma": 0.5, "decay": 0.95}
+            options: dict[str, Any] = {"sigma": 0.5, "decay": 0.95}
             if isinstance(noise, Mapping):
                 options.update(noise)
             options.setdefault("warmup_episodes", int(warmup_episodes))
-            kwargs["action_noise"] = TruncatedNormalNoise(
-                shape=env.action_space.shape, seed=seed, **options
-            )
+            kwargs["action_noise"] = TruncatedNormalNoise(shape=(1,), seed=seed, **options)
     else:  # ppo
         n_steps = int(rollout_episodes) * n
         kwargs.update(n_steps=n_steps, batch_size=n_steps, gamma=1.0)
@@ -125,10 +123,10 @@ def make_agent(
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     kwargs.setdefault("device", "cpu")
-    accepted = set(inspect.signature(ALGOS[name].__init__).parameters)
+    accepted = set(inspect.signature(ALGOS[name]).parameters)
     for cls in ALGOS[name].__mro__:
         if cls.__name__ in ("DDPG", "TD3", "SAC", "PPO"):
-            accepted |= set(inspect.signature(cls.__init__).parameters)
+            accepted |= set(inspect.signature(cls).parameters)
     unknown = sorted(set(kwargs) - accepted - {"policy"})
     if unknown:
         raise ValueError(

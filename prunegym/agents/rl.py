@@ -13,11 +13,13 @@ import io
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from prunegym.agents.checkpoint import CheckpointError, CheckpointState, generator_state
@@ -115,7 +117,7 @@ class RLSearcher(Searcher):
         """Write the agent as an SB3 zip (``agent.zip``)."""
         if self.agent is None:
             raise ValueError("no agent to save: search first")
-        self.agent.save(path)
+        self.agent.save(Path(path))
 
     def state_dict(self) -> CheckpointState:
         state = super().state_dict()
@@ -124,7 +126,7 @@ class RLSearcher(Searcher):
             self.agent.save(buf)
             state.blobs["agent.zip"] = buf.getvalue()
             state.meta["action_space_rng"] = generator_state(self.agent.action_space.np_random)
-            if getattr(self.agent, "replay_buffer", None) is not None:
+            if isinstance(self.agent, OffPolicyAlgorithm) and self.agent.replay_buffer:
                 rb = io.BytesIO()
                 self.agent.save_replay_buffer(rb)
                 state.blobs["replay_buffer.pkl"] = rb.getvalue()
@@ -137,7 +139,7 @@ class RLSearcher(Searcher):
                 raise CheckpointError("resuming an RL search needs the environment")
             agent = ALGOS[self.algo].load(io.BytesIO(state.blobs["agent.zip"]), env=self.env,
                                           device="cpu")  # fmt: skip
-            if "replay_buffer.pkl" in state.blobs:
+            if "replay_buffer.pkl" in state.blobs and isinstance(agent, OffPolicyAlgorithm):
                 agent.load_replay_buffer(io.BytesIO(state.blobs["replay_buffer.pkl"]))
             agent.action_space.np_random.bit_generator.state = state.meta["action_space_rng"]
             self.agent = agent

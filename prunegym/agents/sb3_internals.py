@@ -15,12 +15,19 @@ SB3 offers no public way to
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import update_learning_rate
+
+# the mixin's host is an SB3 off-policy algorithm: type-check it as one
+if TYPE_CHECKING:
+    _Host = OffPolicyAlgorithm
+else:
+    _Host = object
 
 
 def finished_episodes(agent: BaseAlgorithm) -> int:
@@ -35,7 +42,7 @@ def restart_rollout(agent: BaseAlgorithm) -> None:
     agent._last_episode_starts = np.ones((agent.env.num_envs,), dtype=bool)
 
 
-class AMCExplorationMixin:
+class AMCExplorationMixin(_Host):
     """AMC's exploration for an SB3 off-policy algorithm.
 
     - no action noise during the warm-up (``num_timesteps < learning_starts``): the
@@ -49,23 +56,23 @@ class AMCExplorationMixin:
 
     critic_learning_rate: float | None = None
 
-    def _sample_action(self, learning_starts: int, action_noise: Any = None,
-                       n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        base: Any = super()
-        warm = self.num_timesteps < learning_starts  # type: ignore[attr-defined]
+    def _sample_action(
+        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        warm = self.num_timesteps < learning_starts
         if action_noise is not None and hasattr(action_noise, "episodes"):
-            action_noise.episodes = finished_episodes(self)  # type: ignore[arg-type]
+            action_noise.episodes = finished_episodes(self)
         perturb = getattr(action_noise, "perturb", None)
         if perturb is None and not warm:
-            return base._sample_action(learning_starts, action_noise, n_envs)
-        action, buffer_action = base._sample_action(learning_starts, None, n_envs)
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
         if warm or perturb is None:
             return action, buffer_action
         buffer_action = perturb(buffer_action, -1.0, 1.0)
-        return self.policy.unscale_action(buffer_action), buffer_action  # type: ignore[attr-defined]
+        return self.policy.unscale_action(buffer_action), buffer_action
 
     def _update_learning_rate(self, optimizers: Any) -> None:
-        super()._update_learning_rate(optimizers)  # type: ignore[misc]
+        super()._update_learning_rate(optimizers)
         if self.critic_learning_rate is not None and hasattr(self, "critic"):
             update_learning_rate(self.critic.optimizer, float(self.critic_learning_rate))
 

@@ -26,6 +26,7 @@ from prunegym.envs.rewards import make_reward
 from prunegym.envs.targets import TargetContext, check_target, make_target
 from prunegym.envs.wall import ActionWall
 from prunegym.pruners import ChannelPruner, LayerTable, PruningPolicy, Reconstructor, WeightPruner
+from prunegym.pruners.table import Granularity
 
 _LATENCY_KEYS = {"levels", "threads", "warmup", "repeats", "dense_repeats", "batch_size"}
 
@@ -165,7 +166,8 @@ class PruningEnv(WalledGame):
         self.example_input = torch.as_tensor(example_input).to(self.device)
 
         self.model = copy.deepcopy(model).to(self.device).eval()  # the caller's stays as is
-        self.table = LayerTable.from_model(self.model, self.example_input, granularity,
+        grain: Granularity = "weight" if granularity == "weight" else "channel"
+        self.table = LayerTable.from_model(self.model, self.example_input, grain,
                                            ignored=tuple(ignored))  # fmt: skip
         self.pruner = self._pruner(reconstruction, seed)
         lookup, batch = _latency_options(latency_options)

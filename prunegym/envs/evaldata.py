@@ -65,7 +65,7 @@ def calibration_batches(
     ):
         x, y = source
         pairs = zip(torch.split(x, batch_size), torch.split(y, batch_size), strict=True)
-        batches = [(xb.to(device), yb.to(device)) for xb, yb in pairs]
+        batches: list[Batch] = [(xb.to(device), yb.to(device)) for xb, yb in pairs]
         return batches[:n_batches], None
     if isinstance(source, torch.Tensor):
         chunks = list(torch.split(source, batch_size))[:n_batches]
@@ -85,8 +85,8 @@ def calibration_batches(
         return [], None
     order = np.random.default_rng(seed + 1).permutation(len(dataset))[:n]
     x, y = materialize(dataset, order)
-    batches = [
+    drawn: list[Batch] = [
         (xb.to(device), yb.to(device))
         for xb, yb in zip(torch.split(x, batch_size), torch.split(y, batch_size), strict=True)
     ]
-    return batches, order
+    return drawn, order

@@ -124,7 +124,7 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
                 f"expected {self.n_units} sparsities (one per unit), got {len(sparsities)}"
             )
         self.reset(seed=seed)
-        reward, info = 0.0, {}
+        reward, info = 0.0, cast(dict[str, Any], {})
         for t, s in enumerate(sparsities):
             action = np.array([self.action_for_sparsity(s, t)], dtype=np.float32)
             _, reward, _, _, info = self.step(action)
@@ -133,7 +133,7 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
     # gymnasium API ------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, ResetInfo]:
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._episode_start = time.perf_counter()
         self._step_seconds = 0.0
@@ -143,7 +143,7 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
         self._sparsity = np.zeros(self.n_units)
         self._allowed = self.wall.allowed_kept(0, self._kept)
         info: ResetInfo = {"unit": self._names[0], "index": 0, "n_units": self.n_units}
-        return self._observe(), info
+        return self._observe(), dict(info)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         start = time.perf_counter()

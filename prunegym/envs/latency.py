@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from prunegym.pruners import ChannelPruner, PruningPolicy
 from prunegym.pruners import measure_latency as time_model
@@ -37,7 +38,7 @@ class RealLatency(gym.Wrapper):
             raise ValueError("measure_latency needs channel pruning")
         self.pruner: ChannelPruner = pruner
         self.latency_input: torch.Tensor = env.get_wrapper_attr("latency_input")
-        self.settings = {"repeats": int(repeats), "warmup": int(warmup), "threads": threads}
+        self.repeats, self.warmup, self.threads = int(repeats), int(warmup), threads
         self._dense_ms: float | None = None
         self._cache: dict[tuple[int, ...], float] = {}
 
@@ -46,7 +47,7 @@ class RealLatency(gym.Wrapper):
             table = self.env.get_wrapper_attr("target").latency_table
             self._dense_ms = (
                 table.dense_ms if table is not None
-                else time_model(self.pruner.model, self.latency_input, **self.settings).median_ms
+                else self._time(self.pruner.model)
             )  # fmt: skip
         return self._dense_ms
 
@@ -54,8 +55,12 @@ class RealLatency(gym.Wrapper):
         key = tuple(int(k) for k in kept)
         if key not in self._cache:
             small = self.pruner.apply(policy)
-            self._cache[key] = time_model(small, self.latency_input, **self.settings).median_ms
+            self._cache[key] = self._time(small)
         return self._cache[key]
+
+    def _time(self, model: nn.Module) -> float:
+        return time_model(model, self.latency_input, threads=self.threads, warmup=self.warmup,
+                          repeats=self.repeats).median_ms  # fmt: skip
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -67,4 +72,4 @@ class RealLatency(gym.Wrapper):
             seconds = {**info["seconds"], "latency": time.perf_counter() - start}
             info = {**info, "metrics": {**info["metrics"], **figures},
                     "latency_ratio": figures["latency_ratio"], "seconds": seconds}  # fmt: skip
-        return obs, reward, terminated, truncated, info
+        return obs, float(reward), terminated, truncated, info
