@@ -23,10 +23,11 @@ import platform
 import time
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from prunegym.envs import PruningEnv
+from prunegym.envs import PruningEnv, make_pruning_env
 from prunegym.experiments.data import build_data, build_data_like
 from prunegym.experiments.models import build_model
 
@@ -44,19 +45,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
 def floor_seconds(env: PruningEnv, info: dict[str, Any]) -> float:
     """One forward pass of the physically pruned candidate over the reward images."""
     small = env.pruner.apply(info["policy"]).eval()
-    x, _ = env.evaluator._x, env.evaluator._y  # the preloaded images (the same ones)
-    assert x is not None
+    images = [x for x, _ in env.evaluator.batches()]  # the evaluator's subset, in memory
     times = []
     with torch.inference_mode():
         for _ in range(2):
             start = time.perf_counter()
-            for i in range(0, len(x), 256):
-                small(x[i : i + 256])
+            for x in images:
+                small(x)
             times.append(time.perf_counter() - start)
     return min(times)
 
 
-def play(env: PruningEnv, actions: np.ndarray) -> tuple[float, dict[str, Any]]:
+def play(env: gym.Env, actions: np.ndarray) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
     env.reset(seed=0)
     info: dict[str, Any] = {}
@@ -104,17 +104,19 @@ def bench(
 def latency_check(model: torch.nn.Module, data: Any, episodes: int) -> None:
     """The latency lookup's estimate next to the measured latency of walled candidates."""
     t0 = time.perf_counter()
-    env = PruningEnv(model, data, target="latency", ratio=0.8, latency_options={"batch_size": 32},
-                     evaluator_options={"subset_size": 256, "mode": "masked"})  # fmt: skip
-    assert env.latency_table is not None
+    env = make_pruning_env(model, data, target="latency", ratio=0.8,
+                           latency_options={"batch_size": 32},
+                           evaluator_options={"subset_size": 256, "mode": "masked"})  # fmt: skip
+    lookup = env.get_wrapper_attr("target").latency_table
+    n_units = env.get_wrapper_attr("n_units")
     print(f"\n# latency target (ratio 0.8, batch 32): lookup built in "
-          f"{time.perf_counter() - t0:.1f} s, {len(env.latency_table.lookups)} layers timed, "
-          f"dense {env.latency_table.dense_ms:.1f} ms")  # fmt: skip
+          f"{time.perf_counter() - t0:.1f} s, {len(lookup.lookups)} layers timed, "
+          f"dense {lookup.dense_ms:.1f} ms")  # fmt: skip
     print("| candidate | estimate ms | measured ms | estimate / measured | MACs ratio |")
     print("|---|---|---|---|---|")
     rng = np.random.default_rng(1)
     for i in range(episodes):
-        _, info = play(env, rng.uniform(-1, 1, env.n_units))
+        _, info = play(env, rng.uniform(-1, 1, n_units))
         m = info["metrics"]
         print(
             f"| {i} | {m['latency_estimate_ms']:.1f} | {m['latency_ms']:.1f} | "

@@ -46,13 +46,14 @@ def main() -> int:
     cfg = load_config(args.config, base)
     model, data = build_workload(cfg)
     env = build_env(cfg, model, data)
+    evaluator = env.get_wrapper_attr("evaluator")
     floor = []
     for _ in range(3):
         t = time.perf_counter()
-        env.evaluator.evaluate_model(env.model)
+        evaluator.evaluate_model(env.get_wrapper_attr("model"))
         floor.append(time.perf_counter() - t)
     floor_s = statistics.median(floor)
-    n_units = env.n_units
+    n_units = env.get_wrapper_attr("n_units")
     del env
 
     results = {}

@@ -4,7 +4,9 @@ The model being compressed is a Gymnasium environment: each step picks one pruna
 unit's sparsity and the episode's end scores the whole policy (AMC, He et al. 2018).
 """
 
-import prunegym.envs  # noqa: F401  (registers prunegym/ChannelPruning-v0 and WeightPruning-v0)
+import importlib
+from types import ModuleType
+
 from prunegym.pruners import (
     ChannelPruner,
     LayerTable,
@@ -16,6 +18,10 @@ from prunegym.pruners import (
     measure_latency,
     save_pruned,
 )
+from prunegym.registration import register_when_gymnasium_loads
+
+# prunegym/ChannelPruning-v0 and WeightPruning-v0, without importing gymnasium here
+register_when_gymnasium_loads()
 
 __version__ = "0.1.0"
 
@@ -31,3 +37,10 @@ __all__ = [
     "measure_latency",
     "save_pruned",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``prunegym.envs``, ``prunegym.agents``, ... import on first use (PEP 562)."""
+    if name in ("agents", "envs", "experiments", "utils"):
+        return importlib.import_module(f"prunegym.{name}")
+    raise AttributeError(f"module 'prunegym' has no attribute {name!r}")

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 
-from prunegym.agents import (
-    ALGOS,
-    EpisodeCreditReplayBuffer,
-    SyntheticPruningEnv,
-    TruncatedNormalNoise,
-    make_agent,
-)
+from prunegym.agents import ALGOS, EpisodeCreditReplayBuffer, TruncatedNormalNoise, make_agent
+from prunegym.envs import SyntheticPruningEnv
 
 
 def test_noise_schedule_follows_amc():
@@ -90,7 +86,7 @@ def test_buffer_subtracts_a_moving_average_baseline():
 
 
 def test_ddpg_defaults_are_amcs():
-    env = SyntheticPruningEnv(num_units=4)
+    env = SyntheticPruningEnv(n_units=4)
     agent = make_agent("ddpg", env, seed=0, warmup_episodes=2)
     assert type(agent) is ALGOS["ddpg"]
     assert agent.tau == 0.01 and agent.gamma == 1.0 and agent.batch_size == 64
@@ -110,7 +106,7 @@ def test_ddpg_defaults_are_amcs():
 
 
 def test_amc_additions_switch_off():
-    env = SyntheticPruningEnv(num_units=4)
+    env = SyntheticPruningEnv(n_units=4)
     agent = make_agent("ddpg", env, seed=0, noise=False, episode_credit=False,
                        baseline_alpha=None, critic_learning_rate=None)  # fmt: skip
     assert agent.action_noise is None
@@ -123,19 +119,73 @@ def test_amc_additions_switch_off():
         make_agent("dqn", env)
 
 
+class _Actions(BaseCallback):
+    """Records the action of every step the agent takes (SB3's public callback API)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.actions: list[float] = []
+
+    def _on_step(self) -> bool:
+        self.actions.append(float(np.asarray(self.locals["buffer_actions"]).reshape(-1)[0]))
+        return True
+
+
+class _SpyNoise(TruncatedNormalNoise):
+    """AMC's noise that remembers every use: (episodes, action in, action out)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.calls: list[tuple[int, float, float]] = []
+
+    def __call__(self):
+        out = super().__call__()
+        self.calls.append((self.episodes, 0.0, float(out[0])))
+        return out
+
+    def perturb(self, action, low=-1.0, high=1.0):
+        out = super().perturb(action, low, high)
+        self.calls.append((self.episodes, float(action.reshape(-1)[0]), float(out.reshape(-1)[0])))
+        return out
+
+
 def test_warmup_plays_uniform_random_actions_without_noise():
-    env = SyntheticPruningEnv(num_units=4)
-    agent = make_agent("ddpg", env, seed=3, warmup_episodes=5)
-    agent.num_timesteps = 0
-    agent._last_obs = agent.env.reset()
-    actions = [agent._sample_action(agent.learning_starts, agent.action_noise)[0][0, 0]
-               for _ in range(200)]  # fmt: skip
-    assert -1 <= min(actions) < -0.8 and 0.8 < max(actions) <= 1  # uniform on [-1, 1]
-    assert agent.action_noise.sigma == 0.5
+    env = SyntheticPruningEnv(n_units=4)
+    noise = _SpyNoise(sigma=0.5, warmup_episodes=50, seed=0)
+    agent = make_agent("ddpg", env, seed=3, warmup_episodes=50, action_noise=noise)
+    seen = _Actions()
+    agent.learn(50 * 4, callback=seen)  # the warm-up only: no update yet
+    assert len(seen.actions) == 200
+    assert -1 <= min(seen.actions) < -0.8 and 0.8 < max(seen.actions) <= 1  # uniform
+    assert abs(np.mean(seen.actions)) < 0.15
+    assert noise.calls == [] and noise.sigma == 0.5  # no noise, no decay in the warm-up
+
+
+def test_after_the_warmup_actions_are_the_actors_perturbed_by_amc_noise():
+    env = SyntheticPruningEnv(n_units=4)
+    noise = _SpyNoise(sigma=0.5, decay=0.95, warmup_episodes=2, seed=0)
+    agent = make_agent("ddpg", env, seed=0, warmup_episodes=2, action_noise=noise)
+    seen = _Actions()
+    agent.learn(4 * 4, callback=seen)  # 2 warm-up episodes, then 2 with the actor
+    assert [episodes for episodes, _, _ in noise.calls] == [2] * 4 + [3] * 4
+    assert seen.actions[8:] == [out for _, _, out in noise.calls]  # what the env got
+    moved = [abs(out - a) for _, a, out in noise.calls]
+    assert all(-1 <= out <= 1 for _, _, out in noise.calls) and max(moved) > 0.01
+    assert noise.sigma == pytest.approx(0.5 * 0.95**2)  # decays once per episode after it
+
+
+@pytest.mark.parametrize("name", ["td3", "sac"])
+def test_critic_learning_rate_applies_to_td3_and_sac(name):
+    env = SyntheticPruningEnv(n_units=3)
+    agent = make_agent(name, env, seed=0, warmup_episodes=1, learning_rate=2e-4,
+                       critic_learning_rate=3e-3)  # fmt: skip
+    agent.learn(3 * 3)  # updates after the warm-up set the learning rates
+    assert agent.actor.optimizer.param_groups[0]["lr"] == 2e-4
+    assert agent.critic.optimizer.param_groups[0]["lr"] == 3e-3
 
 
 def test_td3_sac_ppo_build():
-    env = SyntheticPruningEnv(num_units=3)
+    env = SyntheticPruningEnv(n_units=3)
     for name in ("td3", "sac", "ppo"):
         agent = make_agent(name, env, seed=0, warmup_episodes=1, rollout_episodes=2)
         assert type(agent) is ALGOS[name]

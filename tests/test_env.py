@@ -28,6 +28,9 @@ from prunegym.envs import (
     EvaluationError,
     Evaluator,
     PruningEnv,
+    RealLatency,
+    game_of,
+    make_pruning_env,
     make_reward,
 )
 
@@ -127,16 +130,6 @@ def test_episode_length_is_units_and_observation_shape_is_model_free(arch: str) 
         env.step(env.action_space.sample())
 
 
-def test_observation_features_are_documented() -> None:
-    assert len(FEATURES) == OBSERVATION_SIZE
-    doc = PruningEnv.__doc__ or ""
-    for section in ("## Description", "## Action Space", "## Observation Space", "## Rewards",
-                    "## Episode End"):  # fmt: skip
-        assert section in doc
-    for name, _ in FEATURES:
-        assert f"| {name} |" in doc
-
-
 def test_first_observation_describes_the_first_unit() -> None:
     env = make_env("resnet20")
     obs, _ = env.reset(seed=0)
@@ -145,6 +138,49 @@ def test_first_observation_describes_the_first_unit() -> None:
     assert feature["macs_removed"] == 0.0 and feature["previous_sparsity"] == 0.0
     assert feature["target_ratio"] == pytest.approx(0.5)
     assert feature["to_remove"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_observation_after_the_first_step_and_at_the_end() -> None:
+    env = make_env("resnet20", ratio=0.5)
+    n, total = env.n_units, env.table.total
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(np.array([env.action_for_sparsity(0.25, 0)], np.float32))
+    f = {name: float(obs[i]) for i, (name, _) in enumerate(FEATURES)}
+    kept = env.table.channels.copy()
+    kept[0] = info["kept"]
+    now = env.table.cost_of_kept(kept)
+    assert f["position"] == pytest.approx(1 / (n - 1))
+    assert f["previous_sparsity"] == pytest.approx(info["sparsity"]) and info["sparsity"] == 0.25
+    assert f["macs_removed"] == pytest.approx(1 - now.macs / total.macs, abs=1e-6)
+    assert f["params_removed"] == pytest.approx(1 - now.params / total.params, abs=1e-6)
+    budget = int(Fraction(1, 2) * total.macs)
+    assert f["to_remove"] == pytest.approx((now.macs - budget) / total.macs, abs=1e-6)
+    assert f["out_channels"] == pytest.approx(
+        np.log2(1 + env.table[1].out_channels) / np.log2(1 + 8192), abs=1e-6
+    )
+    for _ in range(1, n):  # the rest at max_sparsity: the wall lets every unit go there
+        obs, _, terminated, _, info = env.step(np.ones(1, np.float32))
+    assert terminated
+    f = {name: float(obs[i]) for i, (name, _) in enumerate(FEATURES)}
+    assert f["position"] == 1.0 and f["to_remove"] == 0.0 and f["min_allowed"] == 0.0
+    assert f["previous_sparsity"] == pytest.approx(info["sparsities"][-1])
+    assert f["macs_removed"] == pytest.approx(1 - info["macs_ratio"], abs=1e-6)
+    assert f["params_removed"] == pytest.approx(1 - info["params_ratio"], abs=1e-6)
+    assert f["target_ratio"] == pytest.approx(0.5)
+
+
+def test_the_wall_floor_is_observed_when_the_budget_binds() -> None:
+    env = make_env("resnet20", ratio=0.25)
+    env.reset(seed=0)
+    floors = []
+    for t in range(env.n_units):
+        obs, *_, info = env.step(np.array([-1.0], np.float32))  # ask for nothing
+        floor = float(obs[[name for name, _ in FEATURES].index("min_allowed")])
+        floors.append(floor)
+        if t + 1 < env.n_units and floor > 0:  # asking below the floor is clipped to it
+            requested = env.sparsity_for_action(-1.0)
+            assert requested < floor
+    assert max(floors) > 0 and info["target"]["achieved"] <= info["target"]["budget"]
 
 
 # ----------------------------------------------------------------------------- budget
@@ -195,20 +231,23 @@ def test_action_for_sparsity_yields_exactly_that_kept_count() -> None:
         _, info = env.play([s] * env.n_units)
         assert info["kept_counts"] == env.table.kept_counts(np.full(env.n_units, s), 8).tolist()
     assert env.sparsity_for_action(env.action_for_sparsity(0.3)) == pytest.approx(0.3)
-    assert env.action_to_sparsity(env.sparsity_to_action(0.3)) == pytest.approx(0.3)
 
 
-def test_cost_ratio_predicts_an_unclipped_episode() -> None:
+def test_within_budget_predicts_an_unclipped_episode() -> None:
     env = make_env("resnet20", ratio=0.5)
-    lo, hi = 0.0, 0.8  # the uniform searcher's bisection, on the analytic cost
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if env.cost_ratio(np.full(env.n_units, mid)) <= env.target_ratio else (
-            mid, hi)  # fmt: skip
-    _, info = env.play([hi] * env.n_units)
-    assert info["sparsities"] == pytest.approx([hi] * env.n_units)
-    assert info["macs_ratio"] == pytest.approx(env.cost_ratio(np.full(env.n_units, hi)))
-    assert info["macs_ratio"] <= 0.5 and info["accuracy"] == info["metrics"]["accuracy"]
+    rng = np.random.default_rng(0)
+    played = {True: 0, False: 0}
+    for _ in range(12):
+        wanted = np.clip(rng.uniform(0.3, 0.6) + rng.normal(0, 0.1, env.n_units), 0, 0.8)
+        _, info = env.play(list(wanted))
+        inside = env.within_budget(wanted)
+        played[inside] += 1
+        clipped = info["sparsities"] != pytest.approx(list(wanted))
+        assert clipped != inside  # the wall changes the request exactly when it is over
+        if inside:
+            assert info["macs_ratio"] == pytest.approx(env.cost_ratio(wanted))
+    assert played[True] and played[False]
+    assert info["accuracy"] == info["metrics"]["accuracy"]
 
 
 # ----------------------------------------------------------------------------- errors
@@ -327,18 +366,19 @@ def test_rewards_registry() -> None:
 
 
 def test_latency_target_uses_a_lookup_and_reports_real_latency() -> None:
-    env = make_env(
-        "smallcnn", target="latency", ratio=0.95,
+    env = make_pruning_env(
+        make_model("smallcnn", in_channels=1), tiny_data(), target="latency", ratio=0.95,
+        evaluator_options=FAST,
         latency_options={"levels": (0.25, 1.0), "repeats": 3, "warmup": 1, "dense_repeats": 5,
                          "batch_size": 16},
     )  # fmt: skip
-    lt = env.latency_table
+    lt = env.get_wrapper_attr("target").latency_table
     assert lt is not None and lt.dense_ms > 0
-    assert lt.estimate(env.table.channels) == pytest.approx(lt.dense_ms)  # dense is exact
-    assert 0 < lt.estimate(env.wall.kept_min) <= lt.dense_ms  # positive, never above dense
-    _, info = env.play([0.0] * env.n_units)
+    assert lt.estimate(env.unwrapped.table.channels) == pytest.approx(lt.dense_ms)  # exact
+    assert 0 < lt.estimate(env.unwrapped.wall.kept_min) <= lt.dense_ms  # positive, <= dense
+    _, info = play(env, [0.0] * env.unwrapped.n_units)
     m = info["metrics"]
-    assert m["latency_estimate_ms"] <= 0.95 * env.latency_table.dense_ms + 1e-12
+    assert m["latency_estimate_ms"] <= 0.95 * lt.dense_ms + 1e-12
     assert m["latency_ms"] > 0 and m["latency_ratio"] == pytest.approx(
         m["latency_ms"] / m["dense_latency_ms"]
     )
@@ -363,8 +403,55 @@ def test_an_explicit_evaluator_and_tensor_data_work() -> None:
 
 
 def test_real_latency_can_be_reported_for_a_macs_target() -> None:
-    env = make_env("smallcnn", measure_latency=True, latency_options={"dense_repeats": 3})
-    assert env.latency_table is None
-    _, info = env.play([0.5] * env.n_units)
+    model = make_model("smallcnn", in_channels=1)
+    env = make_pruning_env(model, tiny_data(), measure_latency=True, evaluator_options=FAST,
+                           latency_options={"dense_repeats": 3})  # fmt: skip
+    assert isinstance(env, RealLatency)
+    assert env.get_wrapper_attr("target").latency_table is None
+    _, info = play(env, [0.5] * env.unwrapped.n_units)
     assert info["latency_ratio"] == info["metrics"]["latency_ratio"] > 0
+    assert info["metrics"]["latency_ms"] > 0 and "latency" in info["seconds"]
     assert "latency_estimate_ms" not in info["metrics"]
+    plain = make_pruning_env(model, tiny_data(), evaluator_options=FAST)
+    assert isinstance(plain, PruningEnv)  # a MACs target is not timed unless asked
+    with pytest.raises(ValueError, match="channel pruning"):
+        make_pruning_env(model, tiny_data(), granularity="weight", measure_latency=True,
+                         evaluator_options=FAST)  # fmt: skip
+
+
+def play(env: gym.Env, sparsities: list[float]) -> tuple[float, dict]:
+    """One episode through any wrappers (``PruningEnv.play`` without them)."""
+    game = game_of(env)
+    env.reset(seed=0)
+    for t, s in enumerate(sparsities):
+        action = np.array([game.action_for_sparsity(s, t)], dtype=np.float32)
+        _, reward, terminated, _, info = env.step(action)
+    assert terminated
+    return float(reward), info
+
+
+# ----------------------------------------------------------------------------- imports
+
+
+def _python(code: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_the_pruning_engine_imports_no_gymnasium() -> None:
+    code = "import sys, prunegym.pruners, prunegym; print('gymnasium' in sys.modules)"
+    assert _python(code) == "False"
+
+
+@pytest.mark.parametrize("first", ["prunegym", "gymnasium"])
+def test_gym_make_works_after_import_prunegym_in_either_order(first: str) -> None:
+    second = "gymnasium" if first == "prunegym" else "prunegym"
+    code = (f"import {first}, {second}, gymnasium as gym; "
+            "print(sorted(i for i in gym.registry if i.startswith('prunegym/')))")  # fmt: skip
+    assert _python(code) == str(sorted(prunegym.envs.ENV_IDS))

@@ -13,7 +13,15 @@ from conftest import make_model
 from torch import nn
 from torch.utils.data import Dataset
 
-from prunegym.envs import EvaluationError, Evaluator, PruningEnv, recalibrate_batchnorm
+from prunegym.envs import (
+    EvaluationError,
+    Evaluator,
+    NonFiniteOutputError,
+    PruningEnv,
+    canonical_device,
+    recalibrate_batchnorm,
+    score_batches,
+)
 from prunegym.experiments.data import build_data
 from prunegym.pruners import ChannelPruner, LayerTable, PruningPolicy
 
@@ -179,3 +187,47 @@ def test_errors() -> None:
     with pytest.raises(EvaluationError, match="NaN") as caught:
         ev.evaluate(ChannelPruner(model, table), policy)
     assert caught.value.policy == policy
+
+
+def test_cuda_and_cuda0_name_the_same_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert canonical_device("cuda") == canonical_device("cuda:0") == torch.device("cuda", 0)
+    assert canonical_device("cuda") != canonical_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert canonical_device("cuda") == torch.device("cuda:1")
+    assert canonical_device(torch.device("cpu", 0)) == canonical_device("cpu")
+
+
+def test_env_accepts_an_evaluator_on_the_same_device_spelled_differently() -> None:
+    val = (torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,)))
+    ev = Evaluator(val, mode="masked", device="cpu")
+    env = PruningEnv(make_model("smallcnn", in_channels=1), evaluator=ev, device="cpu:0")
+    assert env.evaluator is ev and env.device == ev.device == torch.device("cpu")
+
+
+def test_search_proxy_and_training_evaluate_score_alike() -> None:
+    """One loop: the evaluator's proxy and ``training.evaluate`` agree on the same data."""
+    from prunegym.experiments.training import evaluate
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(40, 1, 8, 8, generator=gen), torch.randint(0, 10, (40,), generator=gen)
+    model = make_model("smallcnn", in_channels=1).train()
+    proxy = Evaluator((x, y), batch_size=16).evaluate_model(model)
+    batches = list(zip(torch.split(x, 16), torch.split(y, 16), strict=True))
+    full = evaluate(model, batches)
+    assert model.training  # the mode is restored
+    assert proxy.accuracy == full.top1 and proxy.loss == pytest.approx(full.loss, rel=1e-6)
+    with torch.no_grad():
+        logits = model.eval()(x)
+    top5 = (logits.topk(5, 1).indices == y[:, None]).any(1).float().mean().item()
+    assert full.top5 == pytest.approx(top5) and full.samples == proxy.samples == 40
+    assert full.loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert evaluate(model, batches, max_batches=1).samples == 16
+    with pytest.raises(NonFiniteOutputError, match="inf"):
+        score_batches(nn.Sequential(nn.Flatten(), _Inf()), batches, check_finite=True)
+
+
+class _Inf(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x), 10), float("inf"))

@@ -52,7 +52,7 @@ def test_ddpg_run_writes_the_run_directory(tmp_path, capsys):
     assert "ddpg: 6 episodes, best reward" in out
     names = {p.name for p in run.iterdir()}
     assert {"config.yaml", "run.json", "tb", "history.csv", "best_policy.json", "agent.zip",
-            "checkpoint.pkl", "summary.json"} <= names  # fmt: skip
+            "checkpoint.zip", "summary.json"} <= names  # fmt: skip
     assert not [n for n in names if n.startswith(".")]  # no temporary files left
     assert any((run / "tb").iterdir())
     saved = load_config(run / "config.yaml")
@@ -177,7 +177,7 @@ def test_a_crash_leaves_only_whole_files(tmp_path):
         run_search(cfg, late, extra_callbacks=[_FailAt(3)])
     names = sorted(p.name for p in late.iterdir())
     assert not [n for n in names if n.startswith(".")]
-    assert "checkpoint.pkl" in names and "summary.json" not in names
+    assert "checkpoint.zip" in names and "summary.json" not in names
     assert len(_history(late)) == 2  # the last checkpoint (every 2 episodes)
     assert run_search(cfg, late, resume=True).status == "completed"
     assert len(_history(late)) == 6

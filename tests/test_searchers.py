@@ -4,17 +4,28 @@ DDPG with AMC's settings really learns."""
 
 from __future__ import annotations
 
+import io
+import json
+import pickle
+import sys
+import zipfile
+
 import numpy as np
 import pytest
 
 from prunegym.agents import (
     SEARCHERS,
+    BestPolicyCallback,
     CheckpointCallback,
     CheckpointError,
+    ProgressBarCallback,
     SearchCallback,
-    SyntheticPruningEnv,
+    TensorBoardCallback,
     make_searcher,
+    uniform_sparsity,
 )
+from prunegym.envs import SyntheticPruningEnv
+from prunegym.pruners import PruningPolicy
 
 FAST = {
     "ddpg": {"warmup_episodes": 2},
@@ -26,72 +37,45 @@ FAST = {
 
 @pytest.mark.parametrize("name", SEARCHERS)
 def test_every_searcher_returns_a_policy_inside_the_budget(name):
-    env = SyntheticPruningEnv(num_units=5, ratio=0.5)
-    result = make_searcher(name, env, seed=0, **FAST.get(name, {})).search(env, episodes=6)
+    env = SyntheticPruningEnv(n_units=5, ratio=0.5)
+    searcher = make_searcher(name, env, seed=0, **FAST.get(name, {}))
+    result = searcher.search(env, episodes=6, progress=False)
     assert 1 <= result.episodes <= 6
     assert result.episodes == 6 or name == "uniform"
-    assert result.best_policy is not None
-    s = result.best_policy.as_array(_Table(env))
-    assert env.cost_ratio(s) <= 0.5 + 1e-9
+    best = result.best
+    assert best is not None and result.best_policy is best.policy
+    s = np.array([result.best_policy.sparsities[n] for n in env.unit_names])
+    assert env.within_budget(s) and list(result.best_policy.sparsities) == env.unit_names
     for rec in result.history:
-        assert rec.metrics["macs_ratio"] <= 0.5 + 1e-9
-        assert len(rec.sparsities) == 5 and rec.seconds >= 0
-    assert result.best_reward == max(r.reward for r in result.history)
+        assert rec.metrics["macs_ratio"] <= 0.5
+        assert len(rec.sparsities) == len(rec.kept) == 5 and rec.seconds >= 0
+        assert list(rec.kept) == env.wall.kept(np.array(rec.sparsities)).tolist()
+    # the record is the truth of its episode: replaying its sparsities scores the same
+    replay, info = env.play(list(best.sparsities))
+    assert replay == best.reward and info["sparsities"] == list(best.sparsities)
     csv = result.to_csv()
     assert csv.splitlines()[0].startswith("episode,reward,accuracy")
     assert len(csv.splitlines()) == result.episodes + 1
 
 
-class _Table:
-    """Just enough of a LayerTable for PruningPolicy.as_array."""
-
-    def __init__(self, env):
-        self.names, self.granularity, self.signature = env.unit_names, "channel", None
-
-
 def test_uniform_meets_the_budget_exactly():
-    env = SyntheticPruningEnv(num_units=6, ratio=0.4)
-    result = make_searcher("uniform", env).search(env, episodes=50)
-    s = result.best_policy.as_array(_Table(env))
-    assert np.ptp(s) <= 1e-6
-    assert env.cost_ratio(s) == pytest.approx(0.4, abs=1e-6)
+    env = SyntheticPruningEnv(n_units=6, ratio=0.4)
+    result = make_searcher("uniform", env).search(env, episodes=50, progress=False)
     assert result.episodes == 1  # deterministic: evaluated once
-
-
-def test_uniform_by_bisection_over_episodes():
-    env = _Opaque(SyntheticPruningEnv(num_units=6, ratio=0.4))
-    result = make_searcher("uniform", env).search(env, episodes=30)
-    s = np.array(result.best.sparsities) if result.best_policy is None else None
-    best = min((r for r in result.history if np.ptp(r.sparsities) <= 1e-6),
-               key=lambda r: r.sparsities[0])  # fmt: skip
-    assert result.best_policy.sparsities == pytest.approx(
-        dict(zip(env.unwrapped.unit_names, best.sparsities, strict=True))
-    )
-    assert best.metrics["macs_ratio"] == pytest.approx(0.4, abs=1e-3)
-    assert s is None and result.episodes <= 30
-
-
-class _Opaque(SyntheticPruningEnv.__mro__[1]):  # a gymnasium.Wrapper-free stand-in
-    """The synthetic env without its analytic cost (forces the episode bisection)."""
-
-    def __init__(self, env):
-        self._env = env
-        self.action_space, self.observation_space = env.action_space, env.observation_space
-        self.num_units, self.unit_names = env.num_units, env.unit_names
-
-    def reset(self, *, seed=None, options=None):
-        return self._env.reset(seed=seed, options=options)
-
-    def step(self, action):
-        return self._env.step(action)
+    u = np.full(6, uniform_sparsity(env))
+    assert env.within_budget(u) and not env.within_budget(u - 1e-9)  # the smallest: tight
+    assert np.ptp(result.best.sparsities) == 0
+    assert list(result.best.kept) == env.wall.kept(u).tolist()
+    assert result.best.metrics["macs_ratio"] == pytest.approx(0.4, abs=1 / 256)
 
 
 @pytest.mark.parametrize("name", ["random", "evolution", "ddpg", "ppo"])
 def test_same_seed_same_history(name):
     runs = []
     for _ in range(2):
-        env = SyntheticPruningEnv(num_units=4)
-        res = make_searcher(name, env, seed=7, **FAST.get(name, {})).search(env, episodes=6)
+        env = SyntheticPruningEnv(n_units=4)
+        searcher = make_searcher(name, env, seed=7, **FAST.get(name, {}))
+        res = searcher.search(env, episodes=6, progress=False)
         runs.append([r.comparable() for r in res.history])
     assert runs[0] == runs[1]
 
@@ -108,36 +92,29 @@ class _StopAfter(SearchCallback):
 @pytest.mark.parametrize("name", ["random", "evolution", "uniform", "ddpg", "td3", "sac"])
 def test_interrupted_search_resumes_to_the_same_history(name, tmp_path):
     opts = {**FAST.get(name, {}), **({"population": 4, "elite": 2} if name == "evolution" else {})}
-    env = _env_for(name)
-    full = make_searcher(name, env, seed=3, **opts).search(env, episodes=9)
-    ckpt = tmp_path / "ckpt.pkl"
-    env = _env_for(name)
+    env = SyntheticPruningEnv(n_units=4)
+    full = make_searcher(name, env, seed=3, **opts).search(env, episodes=9, progress=False)
+    ckpt = tmp_path / "ckpt.zip"
+    env = SyntheticPruningEnv(n_units=4)
     first = make_searcher(name, env, seed=3, **opts)
-    part = first.search(env, episodes=9, callbacks=[_StopAfter(5), CheckpointCallback(ckpt, 2)])
+    part = first.search(env, episodes=9, callbacks=[_StopAfter(5), CheckpointCallback(ckpt, 2)],
+                        progress=False)  # fmt: skip
     assert part.episodes < full.episodes or name == "uniform"
-    env = _env_for(name)
+    env = SyntheticPruningEnv(n_units=4)
     again = make_searcher(name, env, seed=3, **opts)
     again.load_checkpoint(ckpt, env=env)
     assert len(again.history) == part.episodes  # no completed episode lost
-    resumed = again.search(env, episodes=9)
+    resumed = again.search(env, episodes=9, progress=False)
     assert [r.comparable() for r in resumed.history] == [r.comparable() for r in full.history]
 
 
-def _env_for(name):
-    env = SyntheticPruningEnv(num_units=4)
-    return _Opaque(env) if name == "uniform" else env
-
-
 def test_checkpoint_of_another_searcher_is_refused(tmp_path):
-    env = SyntheticPruningEnv(num_units=3)
+    env = SyntheticPruningEnv(n_units=3)
     s = make_searcher("random", env, seed=0)
-    s.search(env, episodes=2)
-    s.save_checkpoint(tmp_path / "c.pkl")
+    s.search(env, episodes=2, progress=False)
+    s.save_checkpoint(tmp_path / "c.zip")
     with pytest.raises(CheckpointError, match="random"):
-        make_searcher("evolution", env).load_checkpoint(tmp_path / "c.pkl")
-    (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
-    with pytest.raises(CheckpointError):
-        make_searcher("random", env).load_checkpoint(tmp_path / "bad.pkl")
+        make_searcher("evolution", env).load_checkpoint(tmp_path / "c.zip")
     with pytest.raises(ValueError, match="unknown searcher"):
         make_searcher("annealing", env)
 
@@ -145,19 +122,166 @@ def test_checkpoint_of_another_searcher_is_refused(tmp_path):
 def _hard_env():
     rng = np.random.default_rng(0)
     sens = np.where(rng.random(10) < 0.5, 0.03, 1.0)
-    return SyntheticPruningEnv(num_units=10, ratio=0.5, sensitivity=sens, reward_scale=20.0)
+    return SyntheticPruningEnv(n_units=10, ratio=0.5, sensitivity=sens, reward_scale=20.0)
 
 
 @pytest.mark.slow  # the same claim on the real PruningEnv runs by default (test_searchers_real_env)
 def test_ddpg_learns_better_than_random_search_with_the_same_episodes():
-    """A known-optimum game (same observation, action wall and action mapping as the
-    real env): after 160 episodes (40 warm-up), DDPG with AMC's settings ends at least
+    """A known-optimum game (the real env's action mapping and action wall, its own
+    observation): after 160 episodes (40 warm-up), DDPG with AMC's settings ends at least
     20% closer to the optimum than random search with the same episodes and seed."""
     env = _hard_env()
     optimum = env.optimum()[1] * env.reward_scale
     gaps = {}
     for name in ("random", "ddpg"):
         opts = {"warmup_episodes": 40} if name == "ddpg" else {}
-        result = make_searcher(name, env, seed=0, **opts).search(env, episodes=160)
+        result = make_searcher(name, env, seed=0, **opts).search(env, 160, progress=False)
         gaps[name] = optimum - result.best_reward
     assert gaps["ddpg"] < 0.8 * gaps["random"], gaps
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class _RunsCode:
+    """Unpickling this would create ``marker``: proof that a loader ran the file's code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _npz(**arrays):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _crafted(tmp_path, good):
+    """Files that are not a valid checkpoint of a random searcher (name -> path)."""
+    marker = tmp_path / "ran"
+    meta = json.loads(zipfile.ZipFile(good).read("searcher.json"))
+    arrays = zipfile.ZipFile(good).read("arrays.npz")
+    files = {
+        "pickled 42": (tmp_path / "42.pkl", pickle.dumps(42)),
+        "pickled code": (tmp_path / "code.pkl", pickle.dumps(_RunsCode(marker))),
+        "garbage": (tmp_path / "garbage", b"\x00\x01 not a checkpoint"),
+    }
+    for path, data in files.values():
+        path.write_bytes(data)
+    out = {name: path for name, (path, _) in files.items()}
+    objects = np.array([_RunsCode(marker)], dtype=object)
+    out["object array"] = _zip(
+        tmp_path / "obj.zip",
+        {"searcher.json": json.dumps(meta), "arrays.npz": _npz(numpy_keys=objects)},
+    )
+    bad_history = {**meta, "history": 42}
+    out["wrong types"] = _zip(tmp_path / "types.zip", {"searcher.json": json.dumps(bad_history),
+                                                       "arrays.npz": arrays})  # fmt: skip
+    out["old format"] = _zip(tmp_path / "old.zip", {"searcher.json": json.dumps({**meta,
+                             "format": 1}), "arrays.npz": arrays})  # fmt: skip
+    out["missing"] = tmp_path / "nothing-here.zip"
+    return out, marker
+
+
+def test_a_checkpoint_is_data_and_a_crafted_one_is_a_one_line_error(tmp_path):
+    env = SyntheticPruningEnv(n_units=3)
+    s = make_searcher("random", env, seed=0)
+    s.search(env, episodes=2, progress=False)
+    good = s.save_checkpoint(tmp_path / "c.zip")
+    assert sorted(zipfile.ZipFile(good).namelist()) == ["arrays.npz", "searcher.json"]
+    crafted, marker = _crafted(tmp_path, good)
+    for name, path in crafted.items():
+        fresh = make_searcher("random", env, seed=0)
+        with pytest.raises(CheckpointError) as caught:
+            fresh.load_checkpoint(path)
+        message = str(caught.value)
+        assert "\n" not in message and str(path) in message, (name, message)
+        assert fresh.history == [], name  # nothing half-loaded
+    assert not marker.exists()  # no loader ran code from a file
+    again = make_searcher("random", env, seed=0)
+    again.load_checkpoint(good)
+    assert [r.comparable() for r in again.history] == [r.comparable() for r in s.history]
+    assert [r.policy for r in again.history] == [r.policy for r in s.history]
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+class _Boom(SearchCallback):
+    def __init__(self, after):
+        self.after = after
+
+    def on_episode(self, searcher, record):
+        if len(searcher.history) == self.after:
+            raise RuntimeError("boom")
+
+
+def test_a_crash_closes_the_tensorboard_writer_and_the_progress_bar(tmp_path):
+    env = SyntheticPruningEnv(n_units=3)
+    tb, bar = TensorBoardCallback(tmp_path / "tb"), ProgressBarCallback(5, disable=False)
+    held = {}
+
+    class _Grab(SearchCallback):
+        def on_search_start(self, searcher):
+            held["writer"], held["bar"] = tb.writer, bar.bar
+
+    with pytest.raises(RuntimeError, match="boom"):
+        make_searcher("random", env).search(env, 5, callbacks=[tb, bar, _Grab(), _Boom(2)])
+    assert tb.writer is None and held["writer"].all_writers is None  # closed
+    assert bar.bar is None and held["bar"].disable  # tqdm.close() disables the bar
+
+
+def _reward_steps(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return [e.step for e in acc.Scalars("episode/reward")]
+
+
+def test_tensorboard_has_each_episode_once_after_a_crash_and_resume(tmp_path):
+    ckpt, log = tmp_path / "ckpt.zip", tmp_path / "tb"
+    env = SyntheticPruningEnv(n_units=3)
+    first = make_searcher("random", env, seed=1)
+    with pytest.raises(RuntimeError):  # checkpoint after episode 4, killed after episode 5
+        first.search(env, 8, callbacks=[TensorBoardCallback(log), CheckpointCallback(ckpt, 2),
+                                        _Boom(5)], progress=False)  # fmt: skip
+    assert _reward_steps(log) == [0, 1, 2, 3, 4]
+    env = SyntheticPruningEnv(n_units=3)
+    again = make_searcher("random", env, seed=1)
+    again.load_checkpoint(ckpt, env=env)
+    assert len(again.history) == 4
+    again.search(env, 8, callbacks=[TensorBoardCallback(log)], progress=False)
+    assert _reward_steps(log) == list(range(8))
+
+
+def test_a_search_from_python_shows_progress_unless_told_not_to(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as in a terminal
+    env = SyntheticPruningEnv(n_units=3)
+    make_searcher("random", env).search(env, 2)
+    assert "search random" in capsys.readouterr().err
+    make_searcher("random", env).search(env, 2, progress=False)
+    assert "search random" not in capsys.readouterr().err
+
+
+def test_best_policy_json_is_the_results_best_with_units_in_execution_order(tmp_path):
+    env = SyntheticPruningEnv(n_units=12)  # unit10 sorts before unit2
+    for name in ("evolution", "uniform"):
+        path = tmp_path / f"{name}.json"
+        result = make_searcher(name, env, seed=0, **FAST.get(name, {})).search(
+            env, 8, callbacks=[BestPolicyCallback(path)], progress=False
+        )
+        data = json.loads(path.read_text())
+        assert list(data["sparsities"]) == env.unit_names
+        assert data["meta"]["episode"] == result.best.episode
+        assert PruningPolicy.from_json(path) == result.best_policy

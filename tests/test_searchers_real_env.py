@@ -4,11 +4,22 @@ the per-unit sparsities, so the best policy is known."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import math
+from fractions import Fraction
 
-from prunegym.agents import make_searcher
-from prunegym.envs import EvalResult, PruningEnv
+import numpy as np
+import pytest
+import torch
+from conftest import make_model
+
+from prunegym.agents import (
+    SEARCHERS,
+    CheckpointCallback,
+    SearchCallback,
+    make_searcher,
+    play_episode,
+)
+from prunegym.envs import ProxyResult, PruningEnv
 from prunegym.experiments.models import build_model
 
 
@@ -28,11 +39,11 @@ class KnownEvaluator:
         return None
 
     def evaluate_model(self, model):
-        return EvalResult(self.base, 0.0, 1, "dense", 0.0)
+        return ProxyResult(self.base, 0.0, 1, "dense", 0.0)
 
     def evaluate(self, pruner, policy):
         acc = self.base - sum(self.weights[n] * s * s for n, s in policy.sparsities.items())
-        return EvalResult(acc, 0.0, 1, "masked", 0.0)
+        return ProxyResult(acc, 0.0, 1, "masked", 0.0)
 
 
 def _known_optimum_env():
@@ -61,7 +72,67 @@ def test_ddpg_with_amc_settings_beats_random_search_on_the_real_env():
     gaps = {}
     for name in ("random", "ddpg"):
         opts = {"warmup_episodes": 40} if name == "ddpg" else {}
-        result = make_searcher(name, env, seed=0, **opts).search(env, episodes=160)
+        result = make_searcher(name, env, seed=0, **opts).search(env, 160, progress=False)
         assert result.best_reward <= optimum + 1e-6  # nothing beats the known optimum
         gaps[name] = optimum - result.best_reward
     assert gaps["ddpg"] < 0.5 * gaps["random"], gaps
+
+
+def _tiny_env(**kwargs) -> PruningEnv:
+    """smallcnn on 16 random 8x8 images: a real env (evaluator, wall, pruner) in ms."""
+    gen = torch.Generator().manual_seed(0)
+    data = (torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen))
+    model = make_model("smallcnn", in_channels=1)
+    return PruningEnv(model, data, ratio=0.4, evaluator_options={"mode": "masked"}, **kwargs)
+
+
+FAST = {"ddpg": {"warmup_episodes": 2}, "td3": {"warmup_episodes": 2},
+        "sac": {"warmup_episodes": 2}, "ppo": {"rollout_episodes": 2}}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_every_searcher_stays_inside_the_budget_on_the_real_env(name):
+    env = _tiny_env()
+    result = make_searcher(name, env, seed=0, **FAST.get(name, {})).search(env, 4, progress=False)
+    budget = math.floor(Fraction(0.4) * env.table.total.macs)  # exact, no tolerance
+    for rec in result.history:
+        cost = env.table.cost(rec.policy)
+        assert cost.macs <= budget
+        assert list(rec.kept) == list(rec.policy.kept(env.table).values())
+    assert env.table.cost(result.best_policy).macs <= budget
+
+
+def test_an_rl_search_on_the_real_env_resumes_to_the_same_history(tmp_path):
+    opts = {"warmup_episodes": 2}
+    full = make_searcher("ddpg", _tiny_env(), seed=5, **opts).search(episodes=7, progress=False)
+    ckpt = tmp_path / "ckpt.zip"
+    stop = _StopAfter(4)
+    make_searcher("ddpg", _tiny_env(), seed=5, **opts).search(
+        episodes=7, callbacks=[stop, CheckpointCallback(ckpt, 3)], progress=False
+    )
+    env = _tiny_env()
+    again = make_searcher("ddpg", env, seed=5, **opts)
+    again.load_checkpoint(ckpt, env=env)
+    assert len(again.history) == 4
+    resumed = again.search(env, 7, progress=False)
+    assert [r.comparable() for r in resumed.history] == [r.comparable() for r in full.history]
+
+
+class _StopAfter(SearchCallback):
+    def __init__(self, n):
+        self.n = n
+
+    def on_episode(self, searcher, record):
+        if len(searcher.history) >= self.n:
+            searcher.request_stop()
+
+
+def test_records_carry_kept_counts_and_the_evaluators_cache_hits():
+    env = _tiny_env()
+    first = play_episode(env, lambda _obs, _t: 0.5, 0, seed=0)
+    again = play_episode(env, lambda _obs, _t: 0.5, 1)
+    other = play_episode(env, lambda _obs, _t: 0.9, 2)
+    assert not first.cache_hit and again.cache_hit and not other.cache_hit
+    assert first.kept == again.kept != other.kept
+    assert list(first.kept) == list(first.policy.kept(env.table).values())
+    assert first.row(env.unit_names)["cache_hit"] == 0 and again.row()["cache_hit"] == 1

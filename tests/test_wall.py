@@ -11,7 +11,9 @@ import torch
 from conftest import make_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
+from prunegym.envs.targets import TargetContext, make_target
 from prunegym.envs.wall import ActionWall, UnreachableBudgetError
 from prunegym.pruners import LayerTable
 
@@ -29,20 +31,38 @@ def table_for(arch: str, granularity: str = "channel") -> LayerTable:
 def make_wall(
     table: LayerTable, target: str, ratio: float, lo: float = 0.0, hi: float = 0.8, r: int = 8
 ) -> ActionWall:
-    dense = getattr(table.total, target)
-    budget = math.floor(Fraction(ratio) * dense)
-    return ActionWall(table, lambda k: getattr(table.cost_of_kept(k), target), budget, dense,
-                      lo, hi, r, target)  # fmt: skip
+    goal = make_target(target, ratio, TargetContext(table, nn.Identity(), torch.zeros(1)))
+    assert goal.budget == math.floor(Fraction(ratio) * getattr(table.total, target))
+    return ActionWall(table.channels, table.granularity, goal, lo, hi, r)
+
+
+def cost_with(wall: ActionWall, kept: np.ndarray, t: int, count: int) -> float:
+    """The cost with units < t at ``kept``, unit t at ``count``, later units at their fewest."""
+    trial = wall.kept_min.copy()
+    trial[:t] = kept[:t]
+    trial[t] = count
+    return float(wall.target.cost(trial))
 
 
 def run(wall: ActionWall, requests: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Drive the wall like the environment does; return (walled sparsities, kept)."""
-    kept = wall.table.channels.copy()
+    """Drive the wall like the environment does; return (walled sparsities, kept).
+
+    Checks every step: the walled sparsity is never below the request, and the wall is
+    tight: the allowed count is the unit's largest rounded level that keeps the budget
+    reachable (one more level would not), so it clips only as much as it must.
+    """
+    kept = wall.channels.copy()
     out = np.zeros(len(requests))
     for t, s in enumerate(requests):
         allowed = wall.allowed_kept(t, kept)
+        assert cost_with(wall, kept, t, allowed) <= wall.target.budget
+        if allowed < wall.kept_max[t]:
+            one_more = min(allowed + wall.round_to, int(wall.kept_max[t]))
+            assert cost_with(wall, kept, t, one_more) > wall.target.budget, (t, allowed)
         out[t], kept[t] = wall.clip(t, s, allowed)
-        assert out[t] >= min(max(s, wall.min_sparsity), wall.max_sparsity)  # never below the ask
+        asked = min(max(s, wall.min_sparsity), wall.max_sparsity)
+        assert out[t] >= asked  # never below the ask
+        assert kept[t] == min(wall.kept_one(t, asked), allowed)  # the request, or the wall
     return out, kept
 
 
@@ -93,7 +113,29 @@ def test_tight_budget_clips_late_units_and_lands_on_it() -> None:
     wall = make_wall(table, "macs", 0.5)
     sparsities, kept = run(wall, [0.0] * len(table))
     assert sparsities[0] == 0.0 and sparsities[-1] > 0.0
-    assert table.cost_of_kept(kept).macs <= wall.budget
+    macs = table.cost_of_kept(kept).macs
+    assert macs <= wall.target.budget
+    # it lands on the budget: one more level of the last clipped unit would break it
+    last = max(t for t in range(len(table)) if kept[t] < wall.kept_max[t])
+    more = kept.copy()
+    more[last] += wall.round_to
+    assert table.cost_of_kept(more).macs > wall.target.budget
+
+
+class _Overcautious(ActionWall):
+    """A wall that always allows only the fewest channels: inside the budget, not tight."""
+
+    def allowed_kept(self, unit: int, kept: np.ndarray) -> int:
+        return int(self.kept_min[unit])
+
+
+def test_the_tightness_check_rejects_an_overcautious_wall() -> None:
+    table = table_for("resnet20")
+    good = make_wall(table, "macs", 0.5)
+    cautious = _Overcautious(table.channels, "channel", good.target, 0.0, 0.8, 8)
+    run(good, [0.0] * len(table))
+    with pytest.raises(AssertionError):
+        run(cautious, [0.0] * len(table))
 
 
 def test_unreachable_budget_states_the_smallest_reachable_ratio() -> None:

@@ -1,6 +1,10 @@
 """Agents and searchers that play the pruning environment (SB3 agents with AMC's
-exploration, baseline searchers with the same interface and episode budget)."""
+exploration, baseline searchers with the same interface and episode budget).
 
+They know the environment only through :mod:`prunegym.envs.contract`.
+"""
+
+from prunegym.agents.baselines import EvolutionSearcher, RandomSearcher, UniformSearcher
 from prunegym.agents.buffers import EpisodeCreditReplayBuffer
 from prunegym.agents.callbacks import (
     BestPolicyCallback,
@@ -9,21 +13,14 @@ from prunegym.agents.callbacks import (
     SearchCallback,
     TensorBoardCallback,
 )
+from prunegym.agents.checkpoint import CheckpointError
+from prunegym.agents.episodes import play_episode, uniform_sparsity
 from prunegym.agents.factory import ALGOS, AMC_DDPG, make_agent
 from prunegym.agents.noise import TruncatedNormalNoise
 from prunegym.agents.results import EpisodeRecord, SearchResult
-from prunegym.agents.searchers import (
-    BASELINES,
-    SEARCHERS,
-    CheckpointError,
-    EvolutionSearcher,
-    RandomSearcher,
-    RLSearcher,
-    Searcher,
-    UniformSearcher,
-    make_searcher,
-)
-from prunegym.agents.synthetic import SyntheticPruningEnv
+from prunegym.agents.rl import RLSearcher
+from prunegym.agents.searcher import Searcher
+from prunegym.agents.searchers import BASELINES, SEARCHERS, make_searcher
 
 __all__ = [
     "ALGOS",
@@ -42,10 +39,11 @@ __all__ = [
     "SearchCallback",
     "SearchResult",
     "Searcher",
-    "SyntheticPruningEnv",
     "TensorBoardCallback",
     "TruncatedNormalNoise",
     "UniformSearcher",
     "make_agent",
     "make_searcher",
+    "play_episode",
+    "uniform_sparsity",
 ]

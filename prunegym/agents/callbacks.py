@@ -3,7 +3,8 @@
 A :class:`SearchCallback` sees every finished episode (``on_episode``) and every *safe
 point*, a moment where the searcher's whole state is consistent and can be saved
 (between episodes for the baselines, between an RL agent's update and its next
-episode). The RL searcher bridges SB3's own callback hooks to these.
+episode). The RL searcher bridges SB3's own callback hooks to these. ``close`` runs
+at the very end, also when the search failed.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prunegym.agents.results import EpisodeRecord, SearchResult
+from prunegym.utils.files import write_json
 
 if TYPE_CHECKING:
-    from prunegym.agents.searchers import Searcher
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    from prunegym.agents.searcher import Searcher
 
 
 class SearchCallback:
-    """Hooks called by :meth:`Searcher.search`; every method is optional."""
+    """Hooks called by :meth:`Searcher.search`; every method is optional (an object
+    with only some of them is a callback too)."""
 
     def on_search_start(self, searcher: Searcher) -> None:
         pass
@@ -36,9 +42,13 @@ class SearchCallback:
     def on_search_end(self, searcher: Searcher, result: SearchResult) -> None:
         pass
 
+    def close(self) -> None:
+        """Release what the callback holds (files, bars); runs after a failure too."""
+
 
 class BestPolicyCallback(SearchCallback):
-    """Keeps the best episode so far and, with ``path``, its policy as JSON (atomically)."""
+    """Follows the searcher's best episode and, with ``path``, writes its policy as JSON
+    (atomically, units in execution order) whenever it changes."""
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = None if path is None else Path(path)
@@ -48,22 +58,18 @@ class BestPolicyCallback(SearchCallback):
         self.best = searcher.best
 
     def on_episode(self, searcher: Searcher, record: EpisodeRecord) -> None:
-        if self.best is None or record.reward > self.best.reward:
-            self.best = record
-            if self.path is not None and record.policy is not None:
-                meta = {"episode": record.episode, "reward": record.reward, **record.metrics}
-                policy = type(record.policy)(**{**_policy_fields(record.policy), "meta": meta})
-                policy.to_json(self.path)
+        self._follow(searcher.best)
 
+    def on_search_end(self, searcher: Searcher, result: SearchResult) -> None:
+        self._follow(result.best)
 
-def _policy_fields(policy: Any) -> dict[str, Any]:
-    return {
-        "sparsities": policy.sparsities,
-        "granularity": policy.granularity,
-        "importance": policy.importance,
-        "round_to": policy.round_to,
-        "signature": policy.signature,
-    }
+    def _follow(self, best: EpisodeRecord | None) -> None:
+        if best is None or best is self.best:
+            return
+        self.best = best
+        if self.path is not None and best.policy is not None:
+            meta = {"episode": best.episode, "reward": best.reward, **best.metrics}
+            write_json(self.path, {**best.policy.to_dict(), "meta": meta})
 
 
 class TensorBoardCallback(SearchCallback):
@@ -77,7 +83,7 @@ class TensorBoardCallback(SearchCallback):
         self.log_dir = Path(log_dir)
         self.hparams = dict(hparams or {})
         self.histogram_every = max(1, int(histogram_every))
-        self.writer = None
+        self.writer: SummaryWriter | None = None
 
     def on_search_start(self, searcher: Searcher) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -90,7 +96,8 @@ class TensorBoardCallback(SearchCallback):
             return
         w, step = self.writer, record.episode
         w.add_scalar("episode/reward", record.reward, step)
-        w.add_scalar("episode/best_reward", searcher.best.reward, step)
+        best = searcher.best
+        w.add_scalar("episode/best_reward", record.reward if best is None else best.reward, step)
         w.add_scalar("episode/seconds", record.seconds, step)
         for k, v in record.metrics.items():
             w.add_scalar(f"episode/{k}", v, step)
@@ -114,8 +121,12 @@ class TensorBoardCallback(SearchCallback):
             metrics = {"hparam/best_reward": best.reward}
             metrics.update({f"hparam/best_{k}": v for k, v in best.metrics.items()})
             self.writer.add_hparams(hp, metrics, run_name=".")
-        self.writer.close()
-        self.writer = None
+        self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class CheckpointCallback(SearchCallback):
@@ -149,7 +160,7 @@ class ProgressBarCallback(SearchCallback):
     def __init__(self, total: int, disable: bool | None = None) -> None:
         self.total = int(total)
         self.disable = disable
-        self.bar = None
+        self.bar: tqdm | None = None
 
     def on_search_start(self, searcher: Searcher) -> None:
         from tqdm.auto import tqdm
@@ -171,6 +182,9 @@ class ProgressBarCallback(SearchCallback):
             self._postfix(searcher)
 
     def on_search_end(self, searcher: Searcher, result: SearchResult) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -1,18 +1,9 @@
-"""How agents and searchers talk to a pruning environment.
+"""Playing the pruning game: one episode, its record, and the uniform-sparsity solver.
 
-Everything the searchers assume about the environment lives here, so that any
-Gymnasium env playing the pruning game works: ``Box(-1, 1, (1,))`` actions, one step
-per prunable unit, the episode's score in the last step's reward. Optional extras,
-read when present on ``env.unwrapped`` or in ``info``:
-
-- ``num_units`` / ``table`` (a LayerTable): the episode length and the unit names;
-- ``info["sparsity"]`` at each step: the sparsity actually applied (after the wall);
-- the last step's ``info``: ``accuracy``, ``macs_ratio``, ``params_ratio``,
-  ``reward_terms`` (a mapping) and ``policy`` (a :class:`PruningPolicy` or its dict);
-- ``sparsity_for_action(a)`` / ``action_for_sparsity(s, unit)`` (the env's action
-  mapping), and a cost: ``cost_ratio(sparsities)`` with ``target_ratio``, or
-  :class:`~prunegym.envs.PruningEnv`'s ``wall``, ``budget`` and cost function; used by
-  the uniform searcher to solve the budget without evaluations.
+The searchers know the environment only through the game contract
+(:mod:`prunegym.envs.contract`): ``Box(-1, 1, (1,))`` actions, one step per unit, a
+:class:`~prunegym.envs.contract.StepInfo` per step and a
+:class:`~prunegym.envs.contract.TerminalInfo` at the end.
 """
 
 from __future__ import annotations
@@ -25,53 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from prunegym.agents.results import METRIC_KEYS, EpisodeRecord
-from prunegym.pruners import PruningPolicy
-
-
-def episode_length(env: gym.Env) -> int:
-    """Steps per episode (the number of prunable units)."""
-    base = env.unwrapped
-    for attr in ("num_units", "n_units"):
-        n = getattr(base, attr, None)
-        if n is not None:
-            return int(n)
-    table = getattr(base, "table", None)
-    if table is not None:
-        return len(table)
-    raise TypeError(
-        f"{type(base).__name__} does not say how many units it has "
-        "(no num_units attribute and no table)"
-    )
-
-
-def unit_names(env: gym.Env) -> list[str]:
-    base = env.unwrapped
-    names = getattr(base, "unit_names", None)
-    if names is None and getattr(base, "table", None) is not None:
-        names = base.table.names
-    if names is None:
-        names = [f"unit{i}" for i in range(episode_length(env))]
-    return [str(n) for n in names]
-
-
-def action_for_sparsity(env: gym.Env, sparsity: float, unit: int) -> float:
-    """The action that asks ``env`` for ``sparsity`` at ``unit``."""
-    base = env.unwrapped
-    a = base.action_for_sparsity(sparsity, unit)
-    return float(np.asarray(a, dtype=np.float64).reshape(-1)[0])
-
-
-def uniform_meets_budget(env: gym.Env):
-    """A function ``s -> bool`` (does sparsity ``s`` on every unit meet the budget?),
-    computed without evaluating anything, or None when the env offers no cost."""
-    base = env.unwrapped
-    n = episode_length(env)
-    if hasattr(base, "cost_ratio") and hasattr(base, "target_ratio"):
-        return lambda s: base.cost_ratio(np.full(n, s)) <= base.target_ratio
-    wall, cost, budget = (getattr(base, a, None) for a in ("wall", "_cost", "budget"))
-    if wall is not None and callable(cost) and budget is not None:
-        return lambda s: cost(wall.kept(np.full(n, s))) <= budget
-    return None
+from prunegym.envs.contract import PruningGame, game_of
 
 
 def check_action_space(env: gym.Env) -> None:
@@ -80,44 +25,45 @@ def check_action_space(env: gym.Env) -> None:
         raise TypeError(f"a pruning env has a Box action of shape (1,), got {space}")
 
 
+def uniform_sparsity(env: gym.Env | PruningGame, iterations: int = 60) -> float:
+    """The smallest sparsity that, applied to every unit, meets the budget.
+
+    Bisection on the game's exact ``within_budget`` (kept counts after rounding), no
+    evaluation; ``env`` is a pruning env (wrapped or not) or its game. At
+    ``max_sparsity`` every unit is at its fewest, which the action wall guarantees
+    meets the budget. After 60 halvings the result is within 1e-18 of the boundary.
+    """
+    game = game_of(env) if isinstance(env, gym.Env) else env
+    n = game.n_units
+    lo, hi = game.min_sparsity, game.max_sparsity
+    if game.within_budget(np.full(n, lo)):
+        return lo
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if game.within_budget(np.full(n, mid)) else (mid, hi)
+    return hi
+
+
 def record_from_infos(
-    env: gym.Env,
-    episode: int,
-    actions: Sequence[float],
-    infos: Sequence[Mapping[str, Any]],
-    reward: float,
-    seconds: float,
+    episode: int, infos: Sequence[Mapping[str, Any]], seconds: float
 ) -> EpisodeRecord:
-    """Build the :class:`EpisodeRecord` of a finished episode from its step infos."""
-    base = env.unwrapped
-    sparsities = []
-    for a, info in zip(actions, infos, strict=True):
-        if "sparsity" in info:
-            sparsities.append(float(info["sparsity"]))
-        elif hasattr(base, "sparsity_for_action"):
-            sparsities.append(float(base.sparsity_for_action(a)))
-        else:
-            sparsities.append(float(a))
-    last = infos[-1] if infos else {}
-    source = {**last, **dict(last.get("metrics", None) or {})}
-    metrics = {k: float(source[k]) for k in METRIC_KEYS if k in source}
-    terms_src = last.get("reward_terms", last.get("terms", {})) or {}
-    terms = {str(k): float(v) for k, v in dict(terms_src).items()}
-    policy = last.get("policy")
-    if isinstance(policy, Mapping):
-        policy = PruningPolicy.from_dict(policy)
-    if policy is None and getattr(base, "table", None) is not None:
-        policy = PruningPolicy.from_array(base.table, np.asarray(sparsities))
-    if policy is None:
-        policy = PruningPolicy(dict(zip(unit_names(env), sparsities, strict=True)))
+    """The :class:`EpisodeRecord` of a finished episode from its step infos (the last
+    one a :class:`~prunegym.envs.contract.TerminalInfo`, whose ``reward`` is exact:
+    SB3's vectorised env hands the agent a float32 copy)."""
+    if not infos:
+        raise ValueError("an episode has at least one step")
+    last = infos[-1]
+    metrics = {k: float(last["metrics"][k]) for k in METRIC_KEYS if k in last["metrics"]}
     return EpisodeRecord(
         episode=int(episode),
-        sparsities=tuple(sparsities),
-        reward=float(reward),
+        sparsities=tuple(float(info["sparsity"]) for info in infos),
+        reward=float(last["reward"]),
         metrics=metrics,
-        terms=terms,
+        terms={str(k): float(v) for k, v in last["reward_terms"].items()},
         seconds=float(seconds),
-        policy=policy,
+        policy=last["policy"],
+        kept=tuple(int(k) for k in last["kept_counts"]),
+        cache_hit=bool(last["evaluation"]["cached"]),
     )
 
 
@@ -130,17 +76,11 @@ def play_episode(
     """Play one episode with ``act(observation, step) -> action in [-1, 1]``."""
     start = time.perf_counter()
     obs, _ = env.reset(seed=seed)
-    actions: list[float] = []
     infos: list[Mapping[str, Any]] = []
-    reward = 0.0
-    step = 0
     while True:
-        a = float(np.clip(act(obs, step), -1.0, 1.0))
-        obs, r, terminated, truncated, info = env.step(np.array([a], dtype=np.float32))
-        actions.append(a)
+        a = float(np.clip(act(obs, len(infos)), -1.0, 1.0))
+        obs, _, terminated, truncated, info = env.step(np.array([a], dtype=np.float32))
         infos.append(info)
-        reward = float(r)
-        step += 1
         if terminated or truncated:
             break
-    return record_from_infos(env, episode, actions, infos, reward, time.perf_counter() - start)
+    return record_from_infos(episode, infos, time.perf_counter() - start)

@@ -9,7 +9,8 @@ reward minus a moving-average baseline). All of it goes through SB3's extension 
 ``policy_kwargs``, ``action_noise``, ``replay_buffer_class``/``replay_buffer_kwargs``,
 ``learning_starts``, ``train_freq`` and two small overrides in a subclass (the noise is
 not added during the warm-up and is truncated to the action bounds; the critic may have
-its own learning rate). Every AMC addition can be switched off by an option.
+its own learning rate; :mod:`prunegym.agents.sb3_internals`). Every AMC addition can be
+switched off by an option.
 """
 
 from __future__ import annotations
@@ -21,71 +22,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3 import DDPG, PPO, SAC, TD3
+from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.utils import update_learning_rate
 
 from prunegym.agents.buffers import EpisodeCreditReplayBuffer
-from prunegym.agents.episodes import check_action_space, episode_length
+from prunegym.agents.episodes import check_action_space
 from prunegym.agents.noise import TruncatedNormalNoise
-
-
-class AMCExplorationMixin:
-    """AMC's exploration for an SB3 off-policy algorithm.
-
-    - no action noise during the warm-up (``num_timesteps < learning_starts``): the
-      warm-up plays uniform random actions, as SB3 already does;
-    - a noise with a ``perturb(action)`` method (:class:`TruncatedNormalNoise`) samples
-      around the actor's action truncated to the bounds, instead of SB3's add-and-clip;
-    - the noise's decay counts the algorithm's own finished episodes (``_episode_num``),
-      which SB3 saves with the agent, so a resumed agent explores exactly as before;
-    - ``critic_learning_rate`` (when set) is the critic's, ``learning_rate`` the actor's.
-    """
-
-    critic_learning_rate: float | None = None
-
-    def _sample_action(self, learning_starts, action_noise=None, n_envs=1):
-        warm = self.num_timesteps < learning_starts
-        if action_noise is not None and hasattr(action_noise, "episodes"):
-            action_noise.episodes = int(self._episode_num)
-        perturb = getattr(action_noise, "perturb", None)
-        if perturb is None and not warm:
-            return super()._sample_action(learning_starts, action_noise, n_envs)
-        action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
-        if warm or perturb is None:
-            return action, buffer_action
-        buffer_action = perturb(buffer_action, -1.0, 1.0)
-        return self.policy.unscale_action(buffer_action), buffer_action
-
-    def _update_learning_rate(self, optimizers):
-        super()._update_learning_rate(optimizers)
-        if self.critic_learning_rate is not None and hasattr(self, "critic"):
-            update_learning_rate(self.critic.optimizer, float(self.critic_learning_rate))
-
-
-class AMCDDPG(AMCExplorationMixin, DDPG):
-    """SB3's DDPG with AMC's exploration (see :class:`AMCExplorationMixin`)."""
-
-    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
-        self.critic_learning_rate = critic_learning_rate
-        super().__init__(*args, **kwargs)
-
-
-class AMCTD3(AMCExplorationMixin, TD3):
-    """SB3's TD3 with AMC's exploration."""
-
-    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
-        self.critic_learning_rate = critic_learning_rate
-        super().__init__(*args, **kwargs)
-
-
-class AMCSAC(AMCExplorationMixin, SAC):
-    """SB3's SAC with AMC's warm-up and optional extra noise."""
-
-    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
-        self.critic_learning_rate = critic_learning_rate
-        super().__init__(*args, **kwargs)
-
+from prunegym.agents.sb3_internals import AMCDDPG, AMCSAC, AMCTD3, finished_episodes
+from prunegym.envs.contract import game_of
 
 #: Algorithm name -> SB3 class. ``ALGOS[name].load(path, env=env)`` reloads an agent.
 ALGOS: dict[str, type[BaseAlgorithm]] = {
@@ -144,7 +88,7 @@ def make_agent(
     if name not in ALGOS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(ALGOS))}")
     check_action_space(env)
-    n = episode_length(env)
+    n = game_of(env).n_units
     for key, value in (("warmup_episodes", warmup_episodes), ("replay_episodes", replay_episodes),
                        ("rollout_episodes", rollout_episodes)):  # fmt: skip
         if int(value) < (1 if key != "warmup_episodes" else 0):
@@ -165,28 +109,24 @@ def make_agent(
                 "baseline_alpha": baseline_alpha,
             }
         if (noise and name != "sac") or isinstance(noise, Mapping):
-            options = {"sigma": 0.5, "decay": 0.95}
+            options: dict[str, Any] = {"sigma": 0.5, "decay": 0.95}
             if isinstance(noise, Mapping):
                 options.update(noise)
             options.setdefault("warmup_episodes", int(warmup_episodes))
-            kwargs["action_noise"] = TruncatedNormalNoise(
-                shape=env.action_space.shape, seed=seed, **options
-            )
+            kwargs["action_noise"] = TruncatedNormalNoise(shape=(1,), seed=seed, **options)
     else:  # ppo
         n_steps = int(rollout_episodes) * n
         kwargs.update(n_steps=n_steps, batch_size=n_steps, gamma=1.0)
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
     policy_kwargs.update(sb3_kwargs.pop("policy_kwargs", None) or {})
-    if name in ("ddpg", "td3", "sac") and "critic_learning_rate" in sb3_kwargs:
-        kwargs["critic_learning_rate"] = sb3_kwargs.pop("critic_learning_rate")
     kwargs.update(sb3_kwargs)
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     kwargs.setdefault("device", "cpu")
-    accepted = set(inspect.signature(ALGOS[name].__init__).parameters)
+    accepted = set(inspect.signature(ALGOS[name]).parameters)
     for cls in ALGOS[name].__mro__:
         if cls.__name__ in ("DDPG", "TD3", "SAC", "PPO"):
-            accepted |= set(inspect.signature(cls.__init__).parameters)
+            accepted |= set(inspect.signature(cls).parameters)
     unknown = sorted(set(kwargs) - accepted - {"policy"})
     if unknown:
         raise ValueError(
@@ -200,17 +140,9 @@ def make_agent(
     return algo
 
 
-def agent_name(agent: BaseAlgorithm) -> str:
-    """The :data:`ALGOS` name of an agent instance."""
-    for name, cls in ALGOS.items():
-        if type(agent) is cls:
-            return name
-    raise ValueError(f"{type(agent).__name__} is not one of prunegym's agents")
-
-
 def noise_sigma(agent: BaseAlgorithm) -> float:
     """The exploration sigma the agent uses now (nan when it has no such noise)."""
     noise = getattr(agent, "action_noise", None)
     if noise is not None and hasattr(noise, "episodes"):
-        noise.episodes = int(agent._episode_num)
+        noise.episodes = finished_episodes(agent)
     return float(getattr(noise, "sigma", np.nan))

@@ -21,7 +21,12 @@ METRIC_KEYS = ("accuracy", "macs_ratio", "params_ratio", "latency_ratio")
 
 @dataclass(frozen=True)
 class EpisodeRecord:
-    """One evaluated candidate: the sparsities the env applied and how they scored."""
+    """One evaluated candidate: the sparsities the env applied and how they scored.
+
+    ``kept`` holds each unit's kept count after rounding (what defines the network);
+    ``cache_hit`` says the evaluator scored it from its cache (an equal network was
+    evaluated before).
+    """
 
     episode: int
     sparsities: tuple[float, ...]
@@ -30,6 +35,8 @@ class EpisodeRecord:
     terms: Mapping[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     policy: PruningPolicy | None = field(default=None, compare=False, repr=False)
+    kept: tuple[int, ...] = ()
+    cache_hit: bool = False
 
     @property
     def accuracy(self) -> float:
@@ -42,26 +49,65 @@ class EpisodeRecord:
         row.update({k: v for k, v in self.metrics.items()})
         row.update({f"term/{k}": v for k, v in self.terms.items()})
         row["seconds"] = self.seconds
+        row["cache_hit"] = int(self.cache_hit)
         row.update({f"sparsity/{n}": s for n, s in zip(names, self.sparsities, strict=True)})
+        if self.kept:
+            row.update({f"kept/{n}": k for n, k in zip(names, self.kept, strict=True)})
         return row
 
     def comparable(self) -> tuple[Any, ...]:
-        """Everything but the wall-clock time (for determinism checks)."""
-        return (self.episode, self.sparsities, self.reward, tuple(sorted(self.metrics.items())),
-                tuple(sorted(self.terms.items())))  # fmt: skip
+        """Everything but the wall-clock time and the cache hit (for determinism checks;
+        a resumed search starts with an empty evaluator cache)."""
+        return (self.episode, self.sparsities, self.kept, self.reward,
+                tuple(sorted(self.metrics.items())), tuple(sorted(self.terms.items())))  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-able data (:meth:`from_dict` gives it back exactly)."""
+        return {
+            "episode": self.episode,
+            "sparsities": list(self.sparsities),
+            "reward": self.reward,
+            "metrics": dict(self.metrics),
+            "terms": dict(self.terms),
+            "seconds": self.seconds,
+            "policy": None if self.policy is None else self.policy.to_dict(),
+            "kept": list(self.kept),
+            "cache_hit": self.cache_hit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EpisodeRecord:
+        """A record from :meth:`to_dict`'s data; wrong types are a TypeError or ValueError."""
+        policy = data["policy"]
+        return cls(
+            episode=_int(data["episode"]),
+            sparsities=tuple(_float(s) for s in _list(data["sparsities"])),
+            reward=_float(data["reward"]),
+            metrics={str(k): _float(v) for k, v in _dict(data["metrics"]).items()},
+            terms={str(k): _float(v) for k, v in _dict(data["terms"]).items()},
+            seconds=_float(data["seconds"]),
+            policy=None if policy is None else PruningPolicy.from_dict(_dict(policy)),
+            kept=tuple(_int(k) for k in _list(data["kept"])),
+            cache_hit=_bool(data["cache_hit"]),
+        )
 
 
 @dataclass
 class SearchResult:
-    """The best policy found and the history of every evaluated episode, in order."""
+    """The searcher's best episode and the history of every evaluated episode, in order.
 
-    best_policy: PruningPolicy | None
+    ``best`` is the searcher's answer (the highest reward for most searchers; the
+    uniform policy that meets the budget for ``uniform``): the policy in
+    ``best_policy.json`` and the best of ``summary.json``.
+    """
+
+    best: EpisodeRecord | None
     history: list[EpisodeRecord]
     unit_names: list[str] | None = None
 
     @property
-    def best(self) -> EpisodeRecord | None:
-        return best_record(self.history)
+    def best_policy(self) -> PruningPolicy | None:
+        return None if self.best is None else self.best.policy
 
     @property
     def best_reward(self) -> float:
@@ -112,4 +158,34 @@ def history_csv(history: Sequence[EpisodeRecord], unit_names: Sequence[str] | No
 def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping, got {type(value).__name__}")
     return value

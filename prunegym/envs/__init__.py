@@ -1,39 +1,36 @@
 """The Gymnasium pruning environment (imports no stable_baselines3).
 
 Importing this package registers ``prunegym/ChannelPruning-v0`` and
-``prunegym/WeightPruning-v0`` with Gymnasium.
+``prunegym/WeightPruning-v0`` with Gymnasium (``import prunegym`` does too, lazily).
+Searchers use only :mod:`prunegym.envs.contract`.
 """
 
-import gymnasium as gym
-
-from prunegym.envs.env import (
-    TARGETS,
-    ChannelPruningEnv,
-    PruningEnv,
-    WeightPruningEnv,
+from prunegym.envs.batchnorm import recalibrate_batchnorm
+from prunegym.envs.contract import (
+    PruningGame,
+    ResetInfo,
+    StepInfo,
+    TerminalInfo,
+    game_of,
+)
+from prunegym.envs.env import ChannelPruningEnv, PruningEnv, WeightPruningEnv
+from prunegym.envs.evaluator import (
+    EvaluationError,
+    Evaluator,
+    ProxyResult,
+    canonical_device,
     evaluator_from_data,
 )
-from prunegym.envs.evaluator import EvalResult, EvaluationError, Evaluator, recalibrate_batchnorm
+from prunegym.envs.factory import make_pruning_env
+from prunegym.envs.latency import RealLatency
 from prunegym.envs.latency_table import LatencyTable
 from prunegym.envs.observation import FEATURES, OBSERVATION_SIZE
 from prunegym.envs.rewards import REWARDS, Reward, RewardResult, make_reward
+from prunegym.envs.scoring import NonFiniteOutputError, Score, score_batches
+from prunegym.envs.synthetic import SyntheticPruningEnv
+from prunegym.envs.targets import TARGETS, Target, make_target
 from prunegym.envs.wall import ActionWall, UnreachableBudgetError
-
-CHANNEL_ENV_ID = "prunegym/ChannelPruning-v0"
-WEIGHT_ENV_ID = "prunegym/WeightPruning-v0"
-ENV_IDS = (CHANNEL_ENV_ID, WEIGHT_ENV_ID)
-
-
-def register_envs() -> None:
-    """Register the environment ids with Gymnasium (idempotent)."""
-    entry = {
-        CHANNEL_ENV_ID: "prunegym.envs.env:ChannelPruningEnv",
-        WEIGHT_ENV_ID: "prunegym.envs.env:WeightPruningEnv",
-    }
-    for env_id, entry_point in entry.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point)
-
+from prunegym.registration import CHANNEL_ENV_ID, ENV_IDS, WEIGHT_ENV_ID, register_envs
 
 register_envs()
 
@@ -47,17 +44,31 @@ __all__ = [
     "WEIGHT_ENV_ID",
     "ActionWall",
     "ChannelPruningEnv",
-    "EvalResult",
     "EvaluationError",
     "Evaluator",
     "LatencyTable",
+    "NonFiniteOutputError",
+    "ProxyResult",
     "PruningEnv",
+    "PruningGame",
+    "RealLatency",
+    "ResetInfo",
     "Reward",
     "RewardResult",
+    "Score",
+    "StepInfo",
+    "SyntheticPruningEnv",
+    "Target",
+    "TerminalInfo",
     "UnreachableBudgetError",
     "WeightPruningEnv",
+    "canonical_device",
     "evaluator_from_data",
+    "game_of",
+    "make_pruning_env",
     "make_reward",
+    "make_target",
     "recalibrate_batchnorm",
     "register_envs",
+    "score_batches",
 ]

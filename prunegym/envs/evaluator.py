@@ -19,25 +19,24 @@ carrying the policy, never a silent reward.
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, Subset
 
+from prunegym.envs.batchnorm import BNSnapshot, recalibrate_batchnorm
+from prunegym.envs.evaldata import as_dataset, calibration_batches, materialize
+from prunegym.envs.scoring import NonFiniteOutputError, Score, score_batches
 from prunegym.pruners import ChannelPruner, PruningPolicy, WeightPruner
 
 Mode = Literal["auto", "masked", "physical"]
-Batch = tuple[torch.Tensor, torch.Tensor | None]
-_BN = nn.modules.batchnorm._BatchNorm
 
 
 class EvaluationError(ValueError):
@@ -48,8 +47,20 @@ class EvaluationError(ValueError):
         self.policy = policy
 
 
+def canonical_device(device: str | torch.device) -> torch.device:
+    """One spelling per device: ``cuda`` is the current CUDA device (``cuda:0`` usually),
+    ``cpu:0`` is ``cpu``. So the same device always compares equal."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return torch.device("cuda", index)
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    return dev
+
+
 @dataclass(frozen=True)
-class EvalResult:
+class ProxyResult:
     """Proxy top-1 accuracy and mean cross-entropy of one candidate on the subset."""
 
     accuracy: float
@@ -59,55 +70,6 @@ class EvalResult:
     seconds: float
     cached: bool = False
     timings: dict[str, float] = field(default_factory=dict, compare=False)
-
-
-class _NonFinite(Exception):
-    pass
-
-
-def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
-    """Recompute every BN's running statistics as the plain average over ``batches``.
-
-    Only the BN layers run in training mode (dropout and the rest stay in eval mode);
-    momentum and training flags are restored afterwards.
-    """
-    bns = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
-    if not bns:
-        return
-    modes = {m: m.training for m in model.modules()}
-    momenta = [bn.momentum for bn in bns]
-    try:
-        model.eval()
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average: every batch weighs the same
-            bn.train()
-        with torch.no_grad():
-            for x in batches:
-                model(x)
-    finally:
-        for bn, momentum in zip(bns, momenta, strict=True):
-            bn.momentum = momentum
-        for m, training in modes.items():
-            m.training = training
-
-
-class _BNSnapshot:
-    """Running statistics of every BN of a model, restored exactly on exit."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.saved = [
-            (buf, buf.detach().clone())
-            for m in model.modules()
-            if isinstance(m, _BN) and m.track_running_stats
-            for buf in (m.running_mean, m.running_var, m.num_batches_tracked)
-            if buf is not None
-        ]
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for buf, original in self.saved:
-                buf.copy_(original)
 
 
 Pruner = ChannelPruner | WeightPruner
@@ -153,7 +115,7 @@ class Evaluator:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if isinstance(probe, bool) or not isinstance(probe, int) or probe < 0:
             raise ValueError(f"probe must be a non-negative integer, got {probe!r}")
-        self.device = torch.device(device)
+        self.device = canonical_device(device)
         self.batch_size = batch_size
         self.mode: Mode = mode
         self.probe = probe
@@ -161,7 +123,7 @@ class Evaluator:
         self.seed = seed
         self.cache_enabled = cache
         self.cache_size = cache_size
-        self._dataset = _as_dataset(reward_val)
+        self._dataset = as_dataset(reward_val)
         n = len(self._dataset)
         if n < 1:
             raise ValueError("the reward_val data is empty")
@@ -175,9 +137,9 @@ class Evaluator:
         self._x: torch.Tensor | None = None
         self._y: torch.Tensor | None = None
         if preload:
-            self._x, self._y = _materialize(self._dataset, self.subset_indices)
+            self._x, self._y = materialize(self._dataset, self.subset_indices)
             self._x, self._y = self._x.to(self.device), self._y.to(self.device)
-        self.calibration, self.calibration_indices = _calibration_batches(
+        self.calibration, self.calibration_indices = calibration_batches(
             calibration, bn_batches, bn_batch_size, seed, self.device
         )
         if bn_recalibration is None:
@@ -188,7 +150,7 @@ class Evaluator:
                 "calibration=..., or set bn_recalibration=False"
             )
         self.bn_recalibration = bool(bn_recalibration)
-        self._caches: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, EvalResult]] = (
+        self._caches: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, ProxyResult]] = (
             weakref.WeakKeyDictionary()
         )
         self._probe_times: dict[str, list[float]] = {"masked": [], "physical": []}
@@ -208,7 +170,7 @@ class Evaluator:
         """A one-sample batch from the evaluation subset."""
         if self._x is not None:
             return self._x[:1].clone()
-        x, _ = _materialize(self._dataset, self.subset_indices[:1])
+        x, _ = materialize(self._dataset, self.subset_indices[:1])
         return x.to(self.device)
 
     def calibration_inputs(self) -> list[torch.Tensor]:
@@ -233,22 +195,23 @@ class Evaluator:
             yield x.to(self.device), torch.as_tensor(y).to(self.device)
 
     # evaluation -------------------------------------------------------------------
-    def evaluate_model(self, model: nn.Module, recalibrate: bool = False) -> EvalResult:
+    def evaluate_model(self, model: nn.Module, recalibrate: bool = False) -> ProxyResult:
         """Accuracy of ``model`` as it is (the dense baseline), optionally BN-recalibrated."""
         start = time.perf_counter()
-        snapshot = _BNSnapshot(model) if recalibrate else None
+        snapshot = BNSnapshot(model) if recalibrate else None
         try:
             if recalibrate:
                 recalibrate_batchnorm(model, self.calibration_inputs())
-            correct, loss, n = self._score(model)
-        except _NonFinite as exc:
+            score = self._score(model)
+        except NonFiniteOutputError as exc:
             raise EvaluationError(f"the dense model's evaluation gave {exc}") from None
         finally:
             if snapshot is not None:
                 snapshot.restore()
-        return EvalResult(correct / n, loss / n, n, "dense", time.perf_counter() - start)
+        return ProxyResult(score.top1, score.loss, score.samples, "dense",
+                           time.perf_counter() - start)  # fmt: skip
 
-    def evaluate(self, pruner: Pruner, policy: PruningPolicy) -> EvalResult:
+    def evaluate(self, pruner: Pruner, policy: PruningPolicy) -> ProxyResult:
         """Proxy accuracy of ``policy`` applied by ``pruner`` (whose model is not changed)."""
         start = time.perf_counter()
         kept = tuple(int(k) for k in pruner.table.kept_counts(
@@ -277,7 +240,7 @@ class Evaluator:
                     self.chosen_mode = min(times, key=lambda k: min(times[k]))
             else:
                 result = self._run(pruner, policy, route)
-        except _NonFinite as exc:
+        except NonFiniteOutputError as exc:
             raise EvaluationError(
                 f"evaluating the candidate gave {exc}; policy: {policy.to_json()}", policy
             ) from None
@@ -296,19 +259,19 @@ class Evaluator:
             return self.chosen_mode
         return "probe" if self.probe > 0 else "physical"
 
-    def _run(self, pruner: Pruner, policy: PruningPolicy, route: str) -> EvalResult:
+    def _run(self, pruner: Pruner, policy: PruningPolicy, route: str) -> ProxyResult:
         t0 = time.perf_counter()
         self.stats[route] += 1
         if route == "masked":
             model = pruner.model
-            snapshot = _BNSnapshot(model) if self.bn_recalibration else None
+            snapshot = BNSnapshot(model) if self.bn_recalibration else None
             pruner.mask(policy)
             try:
                 t1 = time.perf_counter()
                 if self.bn_recalibration:
                     recalibrate_batchnorm(model, self.calibration_inputs())
                 t2 = time.perf_counter()
-                correct, loss, n = self._score(model)
+                score = self._score(model)
             finally:
                 pruner.unmask()
                 if snapshot is not None:
@@ -319,104 +282,32 @@ class Evaluator:
             if self.bn_recalibration:
                 recalibrate_batchnorm(model, self.calibration_inputs())
             t2 = time.perf_counter()
-            correct, loss, n = self._score(model)
+            score = self._score(model)
         t3 = time.perf_counter()
         timings = {"prune": t1 - t0, "bn": t2 - t1, "forward": t3 - t2}
-        return EvalResult(correct / n, loss / n, n, route, t3 - t0, False, timings)
+        return ProxyResult(score.top1, score.loss, score.samples, route, t3 - t0, False, timings)
 
-    def _score(self, model: nn.Module) -> tuple[int, float, int]:
-        was_training = model.training
-        model.eval()
-        correct = n = 0
-        loss = 0.0
-        try:
-            with torch.inference_mode():
-                for x, y in self.batches():
-                    logits = model(x)
-                    if not bool(torch.isfinite(logits).all()):
-                        bad = "NaN" if bool(torch.isnan(logits).any()) else "inf"
-                        raise _NonFinite(f"{bad} logits")
-                    loss += float(F.cross_entropy(logits, y, reduction="sum"))
-                    correct += int((logits.argmax(1) == y).sum())
-                    n += len(y)
-        finally:
-            model.train(was_training)
-        if not math.isfinite(loss):
-            raise _NonFinite("an infinite loss")
-        return correct, loss, n
+    def _score(self, model: nn.Module) -> Score:
+        return score_batches(model, self.batches(), check_finite=True)
 
 
-# ----------------------------------------------------------------------------- helpers
+def evaluator_from_data(data: Any, **options: Any) -> Evaluator:
+    """An :class:`Evaluator` on ``data.reward_val`` with calibration from the train split.
 
-
-def _as_dataset(data: Any) -> Any:
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        x, y = data
-        if len(x) != len(y):
-            raise ValueError(
-                f"reward_val tensors differ in length: {len(x)} inputs, {len(y)} labels"
-            )
-        return TensorDataset(x, y.long())
-    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+    ``data`` is any object with a ``reward_val`` Dataset (and optionally ``train``; an
+    un-augmented ``plain("train")`` is preferred), or a tuple of tensors ``(x, y)`` of
+    reward images (then there is no calibration data). The test split is never read.
+    """
+    if isinstance(data, (tuple, list)):
+        return Evaluator(data, **options)
+    reward_val = getattr(data, "reward_val", None)
+    if reward_val is None:
         raise ValueError(
-            f"reward_val must be a Dataset or a tuple of tensors (x, y), got {type(data).__name__}"
+            f"data must have a reward_val split (or be tensors (x, y)); got {type(data).__name__}"
         )
-    return data
-
-
-def _materialize(dataset: Any, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(dataset, TensorDataset):
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return dataset.tensors[0][idx], dataset.tensors[1][idx]
-    xs, ys = [], []
-    for i in indices:
-        x, y = dataset[int(i)]
-        xs.append(torch.as_tensor(x))
-        ys.append(int(y))
-    return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
-
-
-def _calibration_batches(
-    source: Any, n_batches: int, batch_size: int, seed: int, device: torch.device
-) -> tuple[list[Batch], np.ndarray | None]:
-    if source is None:
-        return [], None
-    if (
-        isinstance(source, (tuple, list))
-        and len(source) == 2
-        and all(isinstance(t, torch.Tensor) for t in source)
-        and source[1].dim() == 1
-        and len(source[0]) == len(source[1])
-        and not source[1].is_floating_point()
-    ):
-        x, y = source
-        pairs = zip(torch.split(x, batch_size), torch.split(y, batch_size), strict=True)
-        batches = [(xb.to(device), yb.to(device)) for xb, yb in pairs]
-        return batches[:n_batches], None
-    if isinstance(source, torch.Tensor):
-        chunks = list(torch.split(source, batch_size))[:n_batches]
-        return [(c.to(device), None) for c in chunks], None
-    if isinstance(source, Sequence) and not hasattr(source, "indices"):
-        out: list[Batch] = []
-        for item in list(source)[:n_batches]:
-            if isinstance(item, torch.Tensor):
-                out.append((item.to(device), None))
-            else:
-                x, y = item
-                out.append((x.to(device), torch.as_tensor(y).to(device)))
-        return out, None
-    dataset = _as_dataset(source)
-    n = min(len(dataset), n_batches * batch_size)
-    if n < 1:
-        return [], None
-    order = np.random.default_rng(seed + 1).permutation(len(dataset))[:n]
-    x, y = _materialize(dataset, order)
-    batches = [
-        (xb.to(device), yb.to(device))
-        for xb, yb in zip(torch.split(x, batch_size), torch.split(y, batch_size), strict=True)
-    ]
-    return batches, order
+    calibration = None
+    if callable(getattr(data, "plain", None)):
+        calibration = data.plain("train")
+    elif getattr(data, "train", None) is not None:
+        calibration = data.train
+    return Evaluator(reward_val, calibration, **options)

@@ -8,10 +8,10 @@ agent trained on one network sees the same meaning on another.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
+from prunegym.envs.targets import Target
 from prunegym.pruners import LayerTable
 
 # (name, meaning). The order is the vector's order.
@@ -74,21 +74,10 @@ def static_features(table: LayerTable) -> np.ndarray:
 class ObservationBuilder:
     """Builds the observation of unit ``t`` from the episode's state."""
 
-    def __init__(
-        self,
-        table: LayerTable,
-        target_cost: Callable[[np.ndarray], float],
-        dense_target: float,
-        budget: float,
-        ratio: float,
-        kept_min: np.ndarray,
-    ) -> None:
+    def __init__(self, table: LayerTable, target: Target, kept_min: np.ndarray) -> None:
         self.table = table
         self.static = static_features(table)
-        self.target_cost = target_cost
-        self.dense_target = float(dense_target)
-        self.budget = float(budget)
-        self.ratio = float(ratio)
+        self.target = target
         self.total = table.total
         self.kept_min = kept_min
 
@@ -103,12 +92,13 @@ class ObservationBuilder:
         later[unit + 1 :] = self.kept_min[unit + 1 :]
         rest = now.macs - self.table.cost_of_kept(later).macs
         tot_m, tot_p = max(self.total.macs, 1), max(self.total.params, 1)
-        to_remove = max(self.target_cost(kept) - self.budget, 0.0) / max(self.dense_target, 1e-12)
+        goal = self.target
+        to_remove = max(goal.cost(kept) - goal.budget, 0.0) / max(goal.dense_cost, 1e-12)
         dynamic = [
             1.0 - now.macs / tot_m,
             1.0 - now.params / tot_p,
             rest / tot_m,
-            self.ratio,
+            goal.ratio,
             to_remove,
             min_allowed,
             previous_sparsity,

@@ -11,14 +11,10 @@ multiples of 8, which is why most of its episodes end over budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from prunegym.pruners import LayerTable
+from prunegym.envs.targets import Target
 from prunegym.pruners.rounding import kept_channels, kept_weights
-
-CostFn = Callable[[np.ndarray], float]
 
 
 class UnreachableBudgetError(ValueError):
@@ -26,54 +22,53 @@ class UnreachableBudgetError(ValueError):
 
 
 class ActionWall:
-    """Largest kept count per unit that keeps ``cost_fn(kept) <= budget`` reachable.
+    """Largest kept count per unit that keeps ``target.cost(kept) <= target.budget`` reachable.
 
-    ``cost_fn`` maps a vector of kept counts (one per unit) to the target metric and must
-    be non-decreasing in every count; ``budget`` is in the same unit as ``cost_fn``.
+    ``channels`` holds each unit's prunable elements (channels, or weights when
+    ``granularity`` is ``"weight"``); counts round as the pruners round them.
     """
 
     def __init__(
         self,
-        table: LayerTable,
-        cost_fn: CostFn,
-        budget: float,
-        dense_cost: float,
+        channels: np.ndarray,
+        granularity: str,
+        target: Target,
         min_sparsity: float,
         max_sparsity: float,
         round_to: int,
-        target: str = "macs",
     ) -> None:
-        self.table = table
-        self.cost_fn = cost_fn
-        self.budget = budget
-        self.dense_cost = dense_cost
+        self.channels = np.asarray(channels, dtype=np.int64)
+        self.granularity = granularity
+        self.target = target
         self.min_sparsity = float(min_sparsity)
         self.max_sparsity = float(max_sparsity)
-        self.round_to = 1 if table.granularity == "weight" else int(round_to)
-        self.channels = table.channels
-        n = len(table)
+        self.round_to = 1 if granularity == "weight" else int(round_to)
+        n = len(self.channels)
         self.kept_min = self.kept(np.full(n, self.max_sparsity))  # fewest each unit can keep
         self.kept_max = self.kept(np.full(n, self.min_sparsity))  # most each unit may keep
-        self.floor = float(cost_fn(self.kept_min))
-        if self.floor > budget:
-            smallest = self.floor / dense_cost
+        self.floor = float(target.cost(self.kept_min))
+        if self.floor > target.budget:
+            kind = target.kind
             raise UnreachableBudgetError(
-                f"the {target} target ratio {budget / dense_cost:.4g} is unreachable: with "
+                f"the {kind} target ratio {target.ratio:.4g} is unreachable: with "
                 f"max_sparsity={self.max_sparsity:g} on every unit and kept counts rounded up "
-                f"to multiples of {self.round_to}, the smallest reachable {target} ratio is "
-                f"{smallest:.4g}"
+                f"to multiples of {self.round_to}, the smallest reachable {kind} ratio is "
+                f"{self.floor / target.dense_cost:.4g}"
             )
 
     # rounding ---------------------------------------------------------------------
     def kept(self, sparsities: np.ndarray) -> np.ndarray:
         """Kept counts of every unit for per-unit ``sparsities`` (the pruners' rounding)."""
-        return self.table.kept_counts(np.asarray(sparsities, dtype=np.float64), self.round_to)
+        s = np.asarray(sparsities, dtype=np.float64)
+        if self.granularity == "weight":
+            return kept_weights(self.channels, s)
+        return kept_channels(self.channels, s, self.round_to)
 
     def kept_one(self, unit: int, sparsity: float) -> int:
         """Kept count of one unit at ``sparsity``."""
         c = self.channels[unit : unit + 1]
         s = np.array([sparsity], dtype=np.float64)
-        if self.table.granularity == "weight":
+        if self.granularity == "weight":
             return int(kept_weights(c, s)[0])
         return int(kept_channels(c, s, self.round_to)[0])
 
@@ -102,14 +97,14 @@ class ActionWall:
         trial = self.kept_min.copy()
         trial[:unit] = kept[:unit]
         trial[unit] = self.kept_max[unit]
-        if self.cost_fn(trial) <= self.budget:
+        if self.target.within(trial):
             return int(self.kept_max[unit])
         lo = 0  # feasible by the invariant (checked at construction, kept by every step)
         hi = -(-(int(self.kept_max[unit]) - int(self.kept_min[unit])) // self.round_to)
         while hi - lo > 1:  # level lo is feasible, level hi is not
             mid = (lo + hi) // 2
             trial[unit] = self._level(unit, mid)
-            if self.cost_fn(trial) <= self.budget:
+            if self.target.within(trial):
                 lo = mid
             else:
                 hi = mid

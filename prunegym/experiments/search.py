@@ -9,13 +9,13 @@ Run directory::
     history.csv        one row per evaluated episode (sparsities, metrics, reward, seconds)
     best_policy.json   the best PruningPolicy so far (rewritten when it improves)
     agent.zip          the SB3 agent (RL searchers), written at the end
-    checkpoint.pkl     the searcher's whole state (agent, replay buffer, history, RNGs)
+    checkpoint.zip     the searcher's whole state (agent, replay buffer, history, RNGs)
     base_model.pt      the dense model, when the run trained it (export prunes this one)
     summary.json       best reward and metrics, episodes, seconds per episode, status
 
 Every file is written atomically (temporary file + rename), so an interrupted or failed
 run never leaves a half-written file; a run that fails before its first episode leaves
-no directory at all. ``--resume RUN_DIR`` continues from ``checkpoint.pkl`` with the
+no directory at all. ``--resume RUN_DIR`` continues from ``checkpoint.zip`` with the
 saved config and loses no completed episode; Ctrl-C stops at the next episode boundary,
 saves a checkpoint and exits with status 130.
 """
@@ -40,7 +40,7 @@ from prunegym.experiments.cli import Command
 from prunegym.experiments.config import Config, ConfigError, load_config
 
 CONFIG_FILE = "config.yaml"
-CHECKPOINT_FILE = "checkpoint.pkl"
+CHECKPOINT_FILE = "checkpoint.zip"
 BASE_MODEL_FILE = "base_model.pt"  # the dense model, when the run trained it
 #: Keys that may differ between a run and its resumption.
 RESUMABLE_KEYS = ("search.episodes", "run.progress", "run.out", "run.threads")
@@ -89,10 +89,10 @@ def build_workload(cfg: Config, progress: bool = False) -> tuple[Any, Any]:
 
 
 def build_env(cfg: Config, model: Any, data: Any) -> Any:
-    from prunegym.envs import PruningEnv
+    from prunegym.envs import make_pruning_env
 
     e = cfg.env
-    return PruningEnv(
+    return make_pruning_env(
         model, data, granularity=e.granularity, target=e.target, ratio=e.ratio,
         min_sparsity=e.min_sparsity, max_sparsity=e.max_sparsity, importance=e.importance,
         round_to=e.round_to, reward=e.reward, reward_weights=dict(e.reward_weights) or None,

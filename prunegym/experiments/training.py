@@ -235,27 +235,11 @@ def evaluate(
     Runs in eval mode under ``torch.inference_mode``; the model is not changed (its mode is
     restored; on another ``device`` a copy is evaluated). ``device=None``: the model's own.
     """
+    from itertools import islice
+
+    from prunegym.envs.scoring import score_batches
+
     dev = _model_device(model) if device is None else resolve_device(device)
-    net = _on_device(model, dev)
-    was_training = net.training
-    n = correct1 = correct5 = 0
-    loss_sum = 0.0
-    net.eval()
-    try:
-        with torch.inference_mode():
-            for i, (x, y) in enumerate(tqdm(loader, desc="eval", disable=not progress)):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x, y = x.to(dev), y.to(dev)
-                logits = net(x)
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-                hits = top == y[:, None]
-                correct1 += int(hits[:, 0].sum())
-                correct5 += int(hits.any(1).sum())
-                n += len(y)
-    finally:
-        net.train(was_training)
-    if n == 0:
-        raise ValueError("evaluate: the loader yielded no samples")
-    return EvalResult(top1=correct1 / n, top5=correct5 / n, loss=loss_sum / n, samples=n)
+    batches = islice(tqdm(loader, desc="eval", disable=not progress), max_batches)
+    s = score_batches(_on_device(model, dev), batches, device=dev)
+    return EvalResult(top1=s.top1, top5=s.top5, loss=s.loss, samples=s.samples)

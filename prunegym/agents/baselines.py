@@ -1,0 +1,161 @@
+"""The baselines an RL agent must beat, with the same episode budget.
+
+- ``uniform``: one sparsity for every unit, the smallest that meets the budget
+  (:func:`~prunegym.agents.episodes.uniform_sparsity`, no evaluation), evaluated once;
+  deterministic, so it stops once solved.
+- ``random``: uniform random actions in [-1, 1] through the action wall.
+- ``evolution``: a (mu + 1) evolutionary search over per-unit actions: uniform
+  crossover of two elite parents plus Gaussian mutation whose scale decays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from prunegym.agents.checkpoint import CheckpointState, generator_from_state, generator_state
+from prunegym.agents.episodes import play_episode, uniform_sparsity
+from prunegym.agents.results import EpisodeRecord
+from prunegym.agents.searcher import Searcher
+
+
+def _replay(actions: Sequence[float] | np.ndarray) -> Callable[[np.ndarray, int], float]:
+    """A policy that plays ``actions[t]`` at step ``t`` whatever it observes."""
+    return lambda _obs, t: float(actions[t])
+
+
+class _EpisodicSearcher(Searcher):
+    """A searcher that proposes whole action sequences, one per episode."""
+
+    def __init__(self, env: gym.Env | None = None, seed: int = 0) -> None:
+        super().__init__(env, seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    def propose(self, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def observe(self, actions: np.ndarray, record: EpisodeRecord) -> None:
+        pass
+
+    def _run(self, env: gym.Env, episodes: int) -> None:
+        n = self.game.n_units
+        while len(self.history) < episodes and not self.stop_requested:
+            actions = np.asarray(self.propose(n), dtype=np.float64)
+            rec = play_episode(env, _replay(actions), len(self.history), seed=self._reset_seed())
+            self.observe(actions, rec)
+            self._record(rec)
+            self._safe_point()
+
+    def state_dict(self) -> CheckpointState:
+        state = super().state_dict()
+        state.meta["searcher_rng"] = generator_state(self.rng)
+        return state
+
+    def load_state_dict(self, state: CheckpointState) -> None:
+        rng = generator_from_state(state.meta["searcher_rng"])
+        super().load_state_dict(state)
+        self.rng = rng
+
+
+class RandomSearcher(_EpisodicSearcher):
+    """Uniform random actions through the env's action wall."""
+
+    name = "random"
+
+    def propose(self, n: int) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, n)
+
+
+class UniformSearcher(Searcher):
+    """One sparsity for every unit: the smallest that meets the budget, evaluated once.
+
+    The sparsity is solved on the game's exact budget check (no evaluation); the wall
+    then never clips it. A uniform policy is deterministic: the search stops once it
+    is evaluated instead of re-evaluating it.
+    """
+
+    name = "uniform"
+
+    def _run(self, env: gym.Env, episodes: int) -> None:
+        if self.history:
+            return  # solved
+        game = self.game
+        s = uniform_sparsity(game)
+        actions = [game.action_for_sparsity(s, t) for t in range(game.n_units)]
+        rec = play_episode(env, _replay(actions), len(self.history), seed=self._reset_seed())
+        self._record(rec)
+        self._safe_point()
+
+
+class EvolutionSearcher(_EpisodicSearcher):
+    """A steady-state (mu + 1) evolutionary search over per-unit actions.
+
+    The first ``population`` candidates are uniform random; after that each candidate
+    is a uniform crossover of two parents drawn from the ``elite`` best so far, plus
+    Gaussian mutation of scale ``sigma * decay**generation`` (``generation`` =
+    candidates after the initial population, divided by ``population``); ``elite``
+    defaults to ``min(4, population)``. The genotype of an evaluated candidate is what
+    the action wall actually applied (Lamarckian), so the elite always holds feasible
+    policies.
+    """
+
+    name = "evolution"
+
+    def __init__(
+        self,
+        env: gym.Env | None = None,
+        seed: int = 0,
+        population: int = 16,
+        elite: int | None = None,
+        sigma: float = 0.3,
+        decay: float = 0.9,
+        sigma_min: float = 0.02,
+    ) -> None:
+        super().__init__(env, seed)
+        elite = min(4, population) if elite is None else elite
+        if population < 2 or not 1 <= elite <= population:
+            raise ValueError("evolution needs population >= 2 and 1 <= elite <= population")
+        self.population, self.elite = int(population), int(elite)
+        self.sigma, self.decay, self.sigma_min = float(sigma), float(decay), float(sigma_min)
+        self.archive: list[tuple[np.ndarray, float]] = []
+
+    def mutation_scale(self) -> float:
+        gen = max(0, len(self.archive) - self.population) / self.population
+        return max(self.sigma_min, self.sigma * self.decay**gen)
+
+    def exploration_sigma(self) -> float:
+        return self.mutation_scale()
+
+    def propose(self, n: int) -> np.ndarray:
+        if len(self.archive) < self.population:
+            return self.rng.uniform(-1.0, 1.0, n)
+        ranked = sorted(self.archive, key=lambda g: -g[1])[: self.elite]
+        i, j = self.rng.integers(0, len(ranked), 2)
+        mask = self.rng.random(n) < 0.5
+        child = np.where(mask, ranked[i][0], ranked[j][0])
+        child = child + self.rng.normal(0.0, self.mutation_scale(), n)
+        return np.clip(child, -1.0, 1.0)
+
+    def observe(self, actions: np.ndarray, record: EpisodeRecord) -> None:
+        game = self.game
+        genotype = np.array([game.action_for_sparsity(s, t)
+                             for t, s in enumerate(record.sparsities)])  # fmt: skip
+        self.archive.append((genotype, float(record.reward)))
+
+    def state_dict(self) -> CheckpointState:
+        state = super().state_dict()
+        n = len(self.archive[0][0]) if self.archive else 0
+        genotypes = [g for g, _ in self.archive]
+        state.arrays["archive_genotypes"] = np.array(genotypes, dtype=np.float64).reshape(-1, n)
+        state.arrays["archive_rewards"] = np.array([r for _, r in self.archive], np.float64)
+        return state
+
+    def load_state_dict(self, state: CheckpointState) -> None:
+        genotypes = state.array("archive_genotypes", np.float64)
+        rewards = state.array("archive_rewards", np.float64)
+        if genotypes.ndim != 2 or len(genotypes) != len(rewards):
+            raise ValueError("the evolution archive's genotypes and rewards do not match")
+        super().load_state_dict(state)
+        self.archive = [(g.copy(), float(r)) for g, r in zip(genotypes, rewards, strict=True)]

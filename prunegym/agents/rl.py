@@ -1,0 +1,147 @@
+"""The bridge between Stable-Baselines3 agents and the searcher interface.
+
+:class:`RLSearcher` trains an agent of :data:`~prunegym.agents.factory.ALGOS` on the
+pruning game; SB3's per-step callback hooks become the searcher's episodes and safe
+points. Its checkpoint holds the agent and its replay buffer in SB3's own formats
+(cloudpickle, by SB3's design): they run code when loaded, so a checkpoint (and an
+``agent.zip``) must come from a trusted source.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from prunegym.agents.checkpoint import CheckpointError, CheckpointState, generator_state
+from prunegym.agents.episodes import record_from_infos
+from prunegym.agents.factory import ALGOS, make_agent, noise_sigma
+from prunegym.agents.sb3_internals import restart_rollout
+from prunegym.agents.searcher import Searcher, check_searcher
+
+
+class _SB3Bridge(BaseCallback):
+    """Turns SB3's per-step callback hooks into the searcher's episodes and safe points."""
+
+    def __init__(self, searcher: RLSearcher, episodes: int) -> None:
+        super().__init__()
+        self.searcher = searcher
+        self.episodes = episodes
+        self._steps: list[dict[str, Any]] = []
+        self._t0 = time.perf_counter()
+        self._stop = False
+
+    def _on_training_start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def _on_rollout_start(self) -> None:
+        # after the previous update and before the next episode's first step: the
+        # agent, its buffer and the history agree, so the state may be saved here
+        if not self._steps:
+            self.searcher._safe_point()
+            if self.searcher.stop_requested:
+                self._stop = True
+
+    def _on_step(self) -> bool:
+        if self._stop:
+            return False
+        infos, dones = self.locals["infos"], self.locals["dones"]
+        self._steps.append(dict(infos[0]))
+        if bool(dones[0]):
+            s = self.searcher
+            now = time.perf_counter()
+            rec = record_from_infos(len(s.history), self._steps, now - self._t0)
+            self._t0 = now
+            self._steps = []
+            s._record(rec)
+            if len(s.history) >= self.episodes and isinstance(self.model, OnPolicyAlgorithm):
+                return False
+        return True
+
+
+class RLSearcher(Searcher):
+    """A Stable-Baselines3 agent (:data:`ALGOS`) learning the pruning game.
+
+    ``agent_options`` go to :func:`make_agent`; pass ``agent`` to use one already built.
+    ``search`` trains for ``episodes`` episodes; every episode played is one candidate
+    in the history, exploration included.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | None = None,
+        seed: int = 0,
+        algo: str = "ddpg",
+        agent: BaseAlgorithm | None = None,
+        **agent_options: Any,
+    ) -> None:
+        super().__init__(env, seed)
+        if algo not in ALGOS:
+            raise ValueError(f"unknown agent {algo!r}; known: {', '.join(sorted(ALGOS))}")
+        self.algo = algo
+        self.name = algo
+        self.agent = agent
+        self.agent_options = dict(agent_options)
+        self._resumed = False
+
+    def make(self, env: gym.Env) -> BaseAlgorithm:
+        if self.agent is None:
+            self.agent = make_agent(self.algo, env, seed=self.seed, **self.agent_options)
+        return self.agent
+
+    def exploration_sigma(self) -> float:
+        return math.nan if self.agent is None else noise_sigma(self.agent)
+
+    def _run(self, env: gym.Env, episodes: int) -> None:
+        agent = self.make(env)
+        remaining = episodes - len(self.history)
+        if self._resumed:
+            # the loaded agent's last observation is the old env's: start afresh, then
+            # continue the env's RNG as saved (the pruning env's reset is deterministic)
+            restart_rollout(agent)
+            self._restore_env_rng()
+        agent.learn(remaining * self.game.n_units, callback=_SB3Bridge(self, episodes),
+                    reset_num_timesteps=not self.history)  # fmt: skip
+        self._resumed = False
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the agent as an SB3 zip (``agent.zip``)."""
+        if self.agent is None:
+            raise ValueError("no agent to save: search first")
+        self.agent.save(Path(path))
+
+    def state_dict(self) -> CheckpointState:
+        state = super().state_dict()
+        if self.agent is not None:
+            buf = io.BytesIO()
+            self.agent.save(buf)
+            state.blobs["agent.zip"] = buf.getvalue()
+            state.meta["action_space_rng"] = generator_state(self.agent.action_space.np_random)
+            if isinstance(self.agent, OffPolicyAlgorithm) and self.agent.replay_buffer:
+                rb = io.BytesIO()
+                self.agent.save_replay_buffer(rb)
+                state.blobs["replay_buffer.pkl"] = rb.getvalue()
+        return state
+
+    def load_state_dict(self, state: CheckpointState) -> None:
+        check_searcher(state.meta, self.name)
+        if "agent.zip" in state.blobs:
+            if self.env is None:
+                raise CheckpointError("resuming an RL search needs the environment")
+            agent = ALGOS[self.algo].load(io.BytesIO(state.blobs["agent.zip"]), env=self.env,
+                                          device="cpu")  # fmt: skip
+            if "replay_buffer.pkl" in state.blobs and isinstance(agent, OffPolicyAlgorithm):
+                agent.load_replay_buffer(io.BytesIO(state.blobs["replay_buffer.pkl"]))
+            agent.action_space.np_random.bit_generator.state = state.meta["action_space_rng"]
+            self.agent = agent
+            self._resumed = True
+        super().load_state_dict(state)  # global RNG states last: loading reseeds them

@@ -1,0 +1,101 @@
+"""The one place prunegym reaches into Stable-Baselines3 beyond its public API, and why.
+
+SB3 offers no public way to
+
+- read how many episodes an off-policy algorithm has finished (``_episode_num``): it is
+  saved with the agent, so AMC's noise decay counts it and a resumed agent explores
+  exactly as before;
+- restart collection on a fresh environment after a saved agent is loaded
+  (``_last_obs``, ``_last_episode_starts``): ``learn(reset_num_timesteps=False)`` keeps
+  the agent's last observation, which belongs to the environment of the saved run;
+- change how an off-policy algorithm samples its exploration action and how it sets its
+  optimizers' learning rates, except by overriding ``_sample_action`` and
+  ``_update_learning_rate`` in a subclass (what SB3's own algorithms do).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import update_learning_rate
+
+# the mixin's host is an SB3 off-policy algorithm: type-check it as one
+if TYPE_CHECKING:
+    _Host = OffPolicyAlgorithm
+else:
+    _Host = object
+
+
+def finished_episodes(agent: BaseAlgorithm) -> int:
+    """Episodes the agent has finished (saved with it)."""
+    return int(agent._episode_num)
+
+
+def restart_rollout(agent: BaseAlgorithm) -> None:
+    """Make the agent's next ``learn`` start a new episode on its current environment."""
+    assert agent.env is not None
+    agent._last_obs = agent.env.reset()  # type: ignore[assignment]  # VecEnv obs, as SB3's own
+    agent._last_episode_starts = np.ones((agent.env.num_envs,), dtype=bool)
+
+
+class AMCExplorationMixin(_Host):
+    """AMC's exploration for an SB3 off-policy algorithm.
+
+    - no action noise during the warm-up (``num_timesteps < learning_starts``): the
+      warm-up plays uniform random actions, as SB3 already does;
+    - a noise with a ``perturb(action)`` method (:class:`TruncatedNormalNoise`) samples
+      around the actor's action truncated to the bounds, instead of SB3's add-and-clip;
+    - the noise's decay counts the algorithm's own finished episodes, which SB3 saves
+      with the agent, so a resumed agent explores exactly as before;
+    - ``critic_learning_rate`` (when set) is the critic's, ``learning_rate`` the actor's.
+    """
+
+    critic_learning_rate: float | None = None
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        warm = self.num_timesteps < learning_starts
+        if action_noise is not None and hasattr(action_noise, "episodes"):
+            action_noise.episodes = finished_episodes(self)
+        perturb = getattr(action_noise, "perturb", None)
+        if perturb is None and not warm:
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
+        if warm or perturb is None:
+            return action, buffer_action
+        buffer_action = perturb(buffer_action, -1.0, 1.0)
+        return self.policy.unscale_action(buffer_action), buffer_action
+
+    def _update_learning_rate(self, optimizers: Any) -> None:
+        super()._update_learning_rate(optimizers)
+        if self.critic_learning_rate is not None and hasattr(self, "critic"):
+            update_learning_rate(self.critic.optimizer, float(self.critic_learning_rate))
+
+
+class AMCDDPG(AMCExplorationMixin, DDPG):
+    """SB3's DDPG with AMC's exploration (see :class:`AMCExplorationMixin`)."""
+
+    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
+        self.critic_learning_rate = critic_learning_rate
+        super().__init__(*args, **kwargs)
+
+
+class AMCTD3(AMCExplorationMixin, TD3):
+    """SB3's TD3 with AMC's exploration."""
+
+    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
+        self.critic_learning_rate = critic_learning_rate
+        super().__init__(*args, **kwargs)
+
+
+class AMCSAC(AMCExplorationMixin, SAC):
+    """SB3's SAC with AMC's warm-up and optional extra noise."""
+
+    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
+        self.critic_learning_rate = critic_learning_rate
+        super().__init__(*args, **kwargs)

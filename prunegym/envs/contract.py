@@ -1,0 +1,212 @@
+"""The game contract: what a searcher may use of a pruning environment.
+
+Both sides import this module and nothing else of each other: the environments of
+:mod:`prunegym.envs` implement :class:`PruningGame` and fill the infos below; the
+searchers of :mod:`prunegym.agents` rely on nothing more. A game is a Gymnasium env
+with ``Box(-1, 1, (1,))`` actions and one step per prunable unit; the episode's score is
+the last step's reward. :func:`game_of` reads the game through Gymnasium wrappers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
+
+import gymnasium as gym
+
+if TYPE_CHECKING:
+    from prunegym.pruners import PruningPolicy
+
+
+class ResetInfo(TypedDict):
+    """``info`` of ``reset``: the first unit to decide."""
+
+    unit: str
+    index: int
+    n_units: int
+
+
+class StepInfo(TypedDict):
+    """``info`` of every step: what was asked for unit ``index`` and what the wall applied."""
+
+    unit: str
+    index: int
+    requested_sparsity: float  # the action's sparsity, before the wall
+    sparsity: float  # the sparsity applied (after the wall)
+    kept: int  # channels (or weights) the unit keeps, after rounding
+    clipped: bool  # True when the wall kept fewer than the request would have
+
+
+class TargetInfo(TypedDict):
+    """The budget of the episode and what the policy achieved, in the target's unit."""
+
+    kind: str  # macs, params or latency
+    ratio: float
+    budget: float
+    achieved: float
+
+
+class EvaluationInfo(TypedDict):
+    """How the terminal policy was scored."""
+
+    mode: str  # masked, physical (or the name of a stand-in scorer)
+    cached: bool  # True when the score came from the evaluator's cache
+
+
+class _Metrics(TypedDict):
+    accuracy: float
+    macs_ratio: float
+    params_ratio: float
+
+
+class Metrics(_Metrics, total=False):
+    """``info["metrics"]``: accuracy and ratios always; the rest when the env measures them."""
+
+    loss: float
+    dense_accuracy: float
+    macs: float
+    params: float
+    achieved_ratio: float
+    eval_samples: float
+    latency_estimate_ms: float
+    latency_ms: float
+    dense_latency_ms: float
+    latency_ratio: float
+
+
+class _TerminalInfo(StepInfo):
+    accuracy: float
+    macs_ratio: float
+    params_ratio: float
+    policy: PruningPolicy  # the walled sparsities, unit names in execution order
+    requested_sparsities: list[float]
+    sparsities: list[float]
+    kept_counts: list[int]
+    metrics: Metrics
+    reward: float
+    reward_name: str
+    reward_terms: dict[str, float]
+    target: TargetInfo
+    evaluation: EvaluationInfo
+    seconds: dict[str, float]
+
+
+class TerminalInfo(_TerminalInfo, total=False):
+    """``info`` of the last step: the step's keys plus the episode's outcome."""
+
+    latency_ratio: float  # when the real latency is measured
+
+
+#: Names of :class:`PruningGame`, the only attributes a searcher reads.
+GAME_ATTRIBUTES = (
+    "n_units",
+    "unit_names",
+    "target_ratio",
+    "min_sparsity",
+    "max_sparsity",
+    "sparsity_for_action",
+    "action_for_sparsity",
+    "cost_ratio",
+    "within_budget",
+)
+
+
+@runtime_checkable
+class PruningGame(Protocol):
+    """Everything besides ``reset``/``step`` a searcher may call on a pruning env."""
+
+    @property
+    def n_units(self) -> int:
+        """Steps per episode: one per prunable unit."""
+        ...
+
+    @property
+    def unit_names(self) -> list[str]:
+        """The units in execution order (the order of the steps)."""
+        ...
+
+    @property
+    def target_ratio(self) -> float:
+        """The budget: the fraction of the dense target metric the result may keep."""
+        ...
+
+    @property
+    def min_sparsity(self) -> float: ...
+
+    @property
+    def max_sparsity(self) -> float: ...
+
+    def sparsity_for_action(self, action: Any) -> float:
+        """The sparsity (before the wall) that ``action`` in [-1, 1] asks for."""
+        ...
+
+    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
+        """The action asking for ``sparsity``; with ``unit``, exact through rounding."""
+        ...
+
+    def cost_ratio(self, sparsities: Any) -> float:
+        """Target metric of per-unit ``sparsities`` (after rounding) over the dense one."""
+        ...
+
+    def within_budget(self, sparsities: Any) -> bool:
+        """Whether per-unit ``sparsities`` meet the budget exactly (no evaluation)."""
+        ...
+
+
+class _WrappedGame:
+    """A :class:`PruningGame` read through Gymnasium wrappers with ``get_wrapper_attr``."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self._env = env
+
+    def _get(self, name: str) -> Any:
+        return self._env.get_wrapper_attr(name)
+
+    @property
+    def n_units(self) -> int:
+        return int(self._get("n_units"))
+
+    @property
+    def unit_names(self) -> list[str]:
+        return list(self._get("unit_names"))
+
+    @property
+    def target_ratio(self) -> float:
+        return float(self._get("target_ratio"))
+
+    @property
+    def min_sparsity(self) -> float:
+        return float(self._get("min_sparsity"))
+
+    @property
+    def max_sparsity(self) -> float:
+        return float(self._get("max_sparsity"))
+
+    def sparsity_for_action(self, action: Any) -> float:
+        return float(self._get("sparsity_for_action")(action))
+
+    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
+        return float(self._get("action_for_sparsity")(sparsity, unit))
+
+    def cost_ratio(self, sparsities: Any) -> float:
+        return float(self._get("cost_ratio")(sparsities))
+
+    def within_budget(self, sparsities: Any) -> bool:
+        return bool(self._get("within_budget")(sparsities))
+
+
+def game_of(env: gym.Env) -> PruningGame:
+    """The :class:`PruningGame` that ``env`` (wrapped or not) plays.
+
+    A ``TypeError`` names the first missing attribute when ``env`` plays another game.
+    """
+    if not isinstance(env, gym.Wrapper) and isinstance(env, PruningGame):
+        return env
+    for name in GAME_ATTRIBUTES:
+        try:
+            env.get_wrapper_attr(name)
+        except AttributeError:
+            raise TypeError(
+                f"{type(env).__name__} does not play the pruning game: it has no {name!r} "
+                "(see prunegym.envs.contract.PruningGame)"
+            ) from None
+    return _WrappedGame(env)
