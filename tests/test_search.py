@@ -78,7 +78,11 @@ def test_ddpg_run_writes_the_run_directory(tmp_path, capsys):
         (["--set", "search.episodez=3"], "unknown config key search.episodez"),
         (["--set", "env.ratio=abc"], "env.ratio must be a number"),
         (["--set", "workload.checkpoint=/nonexistent/model.pt"], "does not exist"),
-        (["--set", "search.agent=random"], "searcher 'random' has no option"),
+        (
+            ["--set", "search.agent=random", "--set", "search.options.bogus=1"],
+            "searcher 'random' has no option 'bogus'",
+        ),
+        (["--set", "search.options.bogus=1"], "agent 'ddpg' has no option 'bogus'"),
         (["--set", "env.target=flops"], "unknown target"),
     ],
 )
