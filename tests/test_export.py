@@ -16,7 +16,7 @@ from prunegym.experiments.demo import demo_config
 from prunegym.experiments.export import ExportOptions, export_run
 from prunegym.experiments.run import run_pipeline
 from prunegym.experiments.training import evaluate
-from prunegym.pruners import count_cost, onnx_max_abs_diff
+from prunegym.pruners import PruningPolicy, count_cost, onnx_max_abs_diff
 
 ARTIFACTS = ["model.pt", "model.onnx", "metrics.json", "report.md", "reward.png", "policy.png",
              "candidates.png"]  # fmt: skip
@@ -70,6 +70,30 @@ def test_report_numbers_equal_the_measured_ones(run) -> None:
         assert f"| `{unit['name']}` | {unit['kept']} / {unit['channels']} |" in report
     lat = metrics["pruned"]["latency_ms"]["8"]["median_ms"]
     assert f"{lat:.3f}" in report
+
+
+def test_export_reports_what_the_search_scored(run) -> None:
+    """Recalibrated as the search's evaluator did, the pruned model scores on the reward
+    split what the search scored for the policy (digits: the whole split, so equal up to
+    masked-vs-physical rounding of one sample); report.md says so with honest labels."""
+    run_dir, metrics = run
+    before = metrics["pruned"]["before_fine_tune"]
+    assert before["recalibrated"] and (before["bn_batches"], before["bn_batch_size"]) == (4, 64)
+    proxy = PruningPolicy.from_json(run_dir / "best_policy.json").meta["accuracy"]
+    assert metrics["search"]["proxy_accuracy"] == proxy
+    reward = before["reward_val"]
+    assert reward["samples"] == metrics["search"]["proxy_samples"]
+    assert abs(reward["top1"] - proxy) <= 1 / reward["samples"] + 1e-12
+    test = before["test"]
+    assert test["samples"] == metrics["test_samples"]
+    assert metrics["pruned"]["top1_before_fine_tune"] == test["top1"]
+    report = (run_dir / "export" / "report.md").read_text()
+    row = (f"| pruned, batch-norm recalibrated as the search did (4 batches of 64 training "
+           f"images), before fine-tuning | {100 * reward['top1']:.2f}% | "
+           f"{100 * test['top1']:.2f}% |")  # fmt: skip
+    assert row in report
+    assert "after 1 epoch(s) of fine-tuning" in report
+    assert f"the search scored this policy {100 * proxy:.2f}% on {reward['samples']}" in report
 
 
 def test_report_command_rebuilds_from_saved_figures(run, capsys) -> None:
