@@ -78,6 +78,9 @@ def open_run_dir(run_dir: Path, resume: bool) -> Iterator[bool]:
         if not (run_dir / CHECKPOINT_FILE).is_file():
             raise ConfigError(f"{run_dir} has no {CHECKPOINT_FILE} to resume from")
     created = not run_dir.exists()
+    top = run_dir  # the outermost directory made here: removed on failure
+    while not top.parent.exists():
+        top = top.parent
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
         ok = False
@@ -91,7 +94,7 @@ def open_run_dir(run_dir: Path, resume: bool) -> Iterator[bool]:
             ok = True
         finally:
             if not ok and created and not (run_dir / CHECKPOINT_FILE).exists():
-                shutil.rmtree(run_dir, ignore_errors=True)  # still locked: no one else in it
+                shutil.rmtree(top, ignore_errors=True)  # still locked: no one else in it
 
 
 def versions() -> dict[str, str]:
