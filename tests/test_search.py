@@ -64,6 +64,9 @@ def test_ddpg_run_writes_the_run_directory(tmp_path, capsys):
     assert any(k.startswith("sparsity/") for k in rows[0])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["episodes"] == 6
+    units = [k.removeprefix("sparsity/") for k in rows[0] if k.startswith("sparsity/")]
+    assert list(summary["best_sparsities"]) == units  # execution order: features.10 last
+    assert units != sorted(units)
     best = max(float(r["reward"]) for r in rows)
     assert summary["best_reward"] == pytest.approx(best)
     policy = PruningPolicy.from_json(run / "best_policy.json")
