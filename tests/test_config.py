@@ -39,9 +39,9 @@ def test_shipped_configs_load(name):
 def test_overrides_parse_yaml_values():
     cfg = load_config(CONFIGS / "digits.yaml", ["search.episodes=7", "env.ratio=0.25",
                                                 "search.options.noise={sigma: 0.2}",
-                                                "run.out=null", "search.agent=random"])  # fmt: skip
+                                                "run.out=null", "search.agent=ddpg"])  # fmt: skip
     assert cfg.search.episodes == 7 and cfg.env.ratio == 0.25 and cfg.run.out is None
-    assert cfg.search.options["noise"] == {"sigma": 0.2} and cfg.search.agent == "random"
+    assert cfg.search.options["noise"] == {"sigma": 0.2} and cfg.search.agent == "ddpg"
     assert cfg.search.options["warmup_episodes"] == 20  # untouched keys stay
     assert parse_override("a.b=1e-3") == ("a.b", 1e-3)
     assert cfg.replace(**{"seed": 4}).seed == 4
@@ -80,3 +80,21 @@ def test_bad_files(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(bad)
+
+
+def test_switching_the_agent_drops_the_files_options_with_a_note():
+    notes: list[str] = []
+    cfg = load_config(CONFIGS / "digits.yaml", ["search.agent=random"], notes=notes)
+    assert cfg.search.agent == "random" and cfg.search.options == {}
+    assert len(notes) == 1 and "warmup_episodes" in notes[0] and "'ddpg'" in notes[0]
+    # options given on the command line are the new agent's, whatever their order
+    for sets in (["search.agent=evolution", "search.options.population=3"],
+                 ["search.options.population=3", "search.agent=evolution"]):  # fmt: skip
+        cfg = load_config(CONFIGS / "digits.yaml", sets)
+        assert cfg.search.options == {"population": 3}
+    # naming the same agent keeps them, and Config.replace never drops anything
+    assert load_config(CONFIGS / "digits.yaml", ["search.agent=ddpg"]).search.options == {
+        "warmup_episodes": 20
+    }
+    replaced = load_config(CONFIGS / "digits.yaml").replace(**{"search.agent": "td3"})
+    assert replaced.search.options == {"warmup_episodes": 20}

@@ -64,6 +64,9 @@ def test_ddpg_run_writes_the_run_directory(tmp_path, capsys):
     assert any(k.startswith("sparsity/") for k in rows[0])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["episodes"] == 6
+    units = [k.removeprefix("sparsity/") for k in rows[0] if k.startswith("sparsity/")]
+    assert list(summary["best_sparsities"]) == units  # execution order: features.10 last
+    assert units != sorted(units)
     best = max(float(r["reward"]) for r in rows)
     assert summary["best_reward"] == pytest.approx(best)
     policy = PruningPolicy.from_json(run / "best_policy.json")
@@ -78,7 +81,11 @@ def test_ddpg_run_writes_the_run_directory(tmp_path, capsys):
         (["--set", "search.episodez=3"], "unknown config key search.episodez"),
         (["--set", "env.ratio=abc"], "env.ratio must be a number"),
         (["--set", "workload.checkpoint=/nonexistent/model.pt"], "does not exist"),
-        (["--set", "search.agent=random"], "searcher 'random' has no option"),
+        (
+            ["--set", "search.agent=random", "--set", "search.options.bogus=1"],
+            "searcher 'random' has no option 'bogus'",
+        ),
+        (["--set", "search.options.bogus=1"], "agent 'ddpg' has no option 'bogus'"),
         (["--set", "env.target=flops"], "unknown target"),
     ],
 )

@@ -1,29 +1,32 @@
 """The ``prunegym`` command line.
 
-Each subcommand is a ``Command`` (name, help, ``configure(parser)``, ``run(args) -> int``)
-found through ``COMMANDS``, which maps the name to ``"module:attribute"``; a new
-subcommand is a new module plus one line here. Every expected user error (bad argument,
-unknown model, missing dataset, unwritable output, ...) ends with ONE line
-``prunegym: error: ...`` on stderr and exit status 2, never a traceback.
+Each subcommand is a :class:`~prunegym.experiments.commands.Command` in a module that
+:data:`~prunegym.experiments.commands.COMMANDS` names; a new subcommand is a new module
+plus one line there. Every expected user error (bad argument, unknown model, missing
+dataset, unwritable output, a run directory in use, ...) ends with ONE line
+``prunegym: error: ...`` on stderr and exit status 2, never a traceback; ``--debug`` (or
+``PRUNEGYM_DEBUG=1``) prints the traceback above that line. SIGTERM is handled like
+Ctrl-C: a search checkpoints and the command exits with status 143.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import shutil
+import signal
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+import traceback
+from collections.abc import Sequence
 from typing import NoReturn
 
-__all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
+from prunegym.experiments.arguments import HelpFormatter
+from prunegym.experiments.commands import COMMANDS, load_command
+from prunegym.experiments.signals import exit_status, sigterm_as_interrupt
+
+__all__ = ["COMMANDS", "PROG", "UsageError", "build_parser", "main"]
 
 PROG = "prunegym"
+DEBUG_ENV = "PRUNEGYM_DEBUG"
 
 
 class UsageError(Exception):
@@ -37,46 +40,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: ``configure`` adds its arguments, ``run`` does the work (exit status)."""
-
-    name: str
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-# Subcommand name -> "module:attribute" of its Command (imported when the parser is built).
-COMMANDS: dict[str, str] = {
-    "train": "prunegym.experiments.cli:TRAIN",
-    "search": "prunegym.experiments.search:SEARCH",
-    "export": "prunegym.experiments.export:EXPORT",
-    "run": "prunegym.experiments.run:RUN",
-    "report": "prunegym.experiments.report:REPORT",
-    "demo": "prunegym.experiments.demo:DEMO",
-}
-
-
-def _load_command(ref: str) -> Command:
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def _add_debug(p: argparse.ArgumentParser, default: object) -> None:
+    p.add_argument("--debug", action="store_true", default=default,
+                   help=f"show the traceback behind an error (or set {DEBUG_ENV}=1)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
-    from prunegym.experiments.checkpoint import prunegym_version
+    from prunegym import __version__
 
     parser = _Parser(
         prog=PROG,
         description="Reinforcement-learning search for per-layer pruning of PyTorch networks.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {prunegym_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_debug(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, ref in COMMANDS.items():
-        command = _load_command(ref)
-        p = sub.add_parser(name, help=command.help, description=command.help)
+    for name in COMMANDS:
+        command = load_command(name)
+        p = sub.add_parser(name, help=command.help, description=command.help,
+                           epilog=command.epilog, formatter_class=HelpFormatter)  # fmt: skip
         command.configure(p)
+        _add_debug(p, argparse.SUPPRESS)  # after the command: `prunegym search ... --debug`
         p.set_defaults(_run=command.run)
     return parser
 
@@ -89,198 +75,39 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, debug: bool = False) -> int:
+    if debug:
+        traceback.print_exc()
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2
 
 
+def _debug_requested(args: argparse.Namespace | None) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``prunegym`` command line; returns the exit status."""
+    args = None
     try:
-        parser = build_parser()
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as exc:  # --help and --version print and exit 0
-            return exc.code if isinstance(exc.code, int) else 0
-        if args.command is None:
-            raise UsageError(f"a command is required: {', '.join(COMMANDS)} (see '{PROG} --help')")
-        args.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]
-        return int(args._run(args))
+        with sigterm_as_interrupt():
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:  # --help and --version print and exit 0
+                return exc.code if isinstance(exc.code, int) else 0
+            if args.command is None:
+                raise UsageError(
+                    f"a command is required: {', '.join(COMMANDS)} (see '{PROG} --help')"
+                )
+            args.argv = [PROG, *(sys.argv[1:] if argv is None else argv)]
+            return int(args._run(args))
     except UsageError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), _debug_requested(args))
     except (ValueError, OSError) as exc:  # includes FileNotFoundError, PermissionError
-        return _fail(_one_line(exc))
-    except KeyboardInterrupt:
+        return _fail(_one_line(exc), _debug_requested(args))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) outside a search
+        if _debug_requested(args):
+            traceback.print_exc()
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-
-
-# ----------------------------------------------------------------------------- train
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _configure_train(p: argparse.ArgumentParser) -> None:
-    from prunegym.experiments.data import dataset_names
-    from prunegym.experiments.models import model_names
-
-    p.add_argument("--model", required=True, help=f"zoo model: {', '.join(model_names())}")
-    p.add_argument(
-        "--dataset", default="digits", help=f"dataset: {', '.join(dataset_names())} (digits)"
-    )
-    p.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (10)")
-    p.add_argument("--out", required=True, type=Path, help="run directory for model.pt + metrics")
-    p.add_argument("--force", action="store_true", help="overwrite a checkpoint already in --out")
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--data-dir",
-        type=Path,
-        help="dataset directory (default: $PRUNEGYM_DATA, then the system location)",
-    )
-    g.add_argument("--download", action="store_true", help="cifar10 only: download into --data-dir")
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the reward_val split (0)")
-    g.add_argument(
-        "--reward-val-size",
-        type=_positive_int,
-        help="samples held out of train for the search's reward (10%% of train, at most 5000)",
-    )
-    g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    g.add_argument("--image-size", type=_positive_int, help="imagefolder only: side in pixels")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="(sgd)")
-    g.add_argument("--lr", type=float, help="peak learning rate (sgd 0.1, adamw 1e-3)")
-    g.add_argument("--batch-size", type=_positive_int, default=128, help="(128)")
-    g.add_argument("--momentum", type=_non_negative_float, default=0.9, help="sgd momentum (0.9)")
-    g.add_argument("--weight-decay", type=_non_negative_float, help="(sgd 5e-4, adamw 0.05)")
-    g.add_argument("--label-smoothing", type=_non_negative_float, default=0.0, help="(0)")
-    g.add_argument("--warmup-epochs", type=_non_negative_float, default=0.0, help="(0)")
-    g.add_argument("--seed", type=int, default=0, help="seed of init, shuffling, augmentation (0)")
-    g = p.add_argument_group("execution")
-    g.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
-    g.add_argument("--threads", type=_positive_int, help="torch CPU threads (torch's default)")
-    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _prepare_out(out: Path, force: bool) -> bool:
-    """Make sure ``out`` is a writable directory; returns whether it was created here."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} exists and is not a directory")
-    if (out / "model.pt").exists() and not force:
-        raise ValueError(f"{out} already holds model.pt; pass --force to overwrite it")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    return created
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from prunegym.experiments.checkpoint import prunegym_version, save_checkpoint, write_json
-    from prunegym.experiments.data import build_data
-    from prunegym.experiments.models import build_model, check_model_name
-    from prunegym.experiments.training import evaluate, resolve_device, train
-
-    check_model_name(args.model)
-    device = resolve_device(args.device)
-    if args.lr is not None and not args.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {args.lr}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    options = {}
-    if args.no_augment:
-        options["augment"] = False
-    if args.image_size is not None:
-        options["image_size"] = args.image_size
-    data = build_data(
-        args.dataset, args.reward_val_size, args.split_seed, args.data_dir,
-        download=args.download, **options,
-    )  # fmt: skip
-    created = _prepare_out(args.out, args.force)
-    progress = not args.no_progress
-    try:
-        torch.manual_seed(args.seed)
-        model = build_model(args.model, data.in_channels, data.num_classes)
-        start = time.perf_counter()
-        result = train(
-            model, data, args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-            lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-            label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs,
-            seed=args.seed, device=device, progress=progress, num_workers=args.workers,
-        )  # fmt: skip
-        test = evaluate(model, data.loader("test", 512), device=device, progress=progress)
-        wall = time.perf_counter() - start
-    except BaseException:
-        if created and not any(args.out.iterdir()):
-            args.out.rmdir()  # nothing half-written: no empty run directory either
-        raise
-    spec = {"name": args.model, "in_channels": data.in_channels, "num_classes": data.num_classes}
-    metrics = {
-        "test": test.as_dict(),
-        "train_final": {"loss": result.final.loss, "accuracy": result.final.accuracy},
-        "epochs": args.epochs,
-        "wall_seconds": wall,
-        "train_seconds": result.seconds,
-        "device": result.device,
-        "threads": torch.get_num_threads(),
-    }
-    command = list(args.argv)
-    ckpt = save_checkpoint(
-        args.out / "model.pt", model, model_name=args.model, in_channels=data.in_channels,
-        num_classes=data.num_classes, dataset=data.describe(), metrics=metrics,
-        extra={"train_config": result.config, "command": command},
-    )  # fmt: skip
-    write_json(
-        args.out / "metrics.json",
-        {
-            "model": spec,
-            "dataset": data.describe(),
-            **metrics,
-            "train": result.as_dict(),
-            "command": command,
-            "checkpoint": ckpt.name,
-            "prunegym_version": prunegym_version(),
-            "torch_version": str(torch.__version__),
-            "cpu_count": os.cpu_count(),
-        },
-    )
-    minutes, seconds = divmod(wall, 60)
-    print(
-        f"{args.model} on {data.name}: {args.epochs} epochs in {int(minutes)}m{seconds:04.1f}s "
-        f"on {result.device}, test top-1 {test.top1:.2%} top-5 {test.top5:.2%} "
-        f"loss {test.loss:.4f} -> {ckpt}"
-    )
-    return 0
-
-
-TRAIN = Command(
-    name="train",
-    help="train a zoo model on a dataset; writes model.pt and metrics.json to --out",
-    configure=_configure_train,
-    run=_run_train,
-)
+        return exit_status(getattr(exc, "signum", signal.SIGINT))

@@ -5,7 +5,9 @@ Unknown keys and values of the wrong type are errors (:class:`ConfigError`, a
 overrides any key; the value is parsed as YAML (``--set search.episodes=50``,
 ``--set env.evaluator={batch_size: 256}``). The mappings ``search.options``,
 ``env.reward_weights`` and ``env.evaluator`` are passed through to the searcher / env,
-which check them.
+which check them. ``search.options`` belong to the agent the same file names: an
+override that switches ``search.agent`` drops them (with a note), so
+``--set search.agent=random`` works on a config written for DDPG.
 """
 
 from __future__ import annotations
@@ -209,17 +211,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _override_items(overrides: Mapping[str, Any] | Sequence[str]) -> list[tuple[str, Any]]:
+    if isinstance(overrides, Mapping):
+        return list(overrides.items())
+    return [parse_override(o) for o in overrides]
+
+
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any] | Sequence[str]) -> dict:
     """Set dotted keys in a (deep-copied) config mapping."""
     import copy
 
     out = copy.deepcopy(dict(data))
-    items = (
-        [parse_override(o) for o in overrides]
-        if not isinstance(overrides, Mapping)
-        else list(overrides.items())
-    )
-    for key, value in items:
+    for key, value in _override_items(overrides):
         node = out
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -237,10 +240,37 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _drop_options_of_a_switched_agent(
+    data: Mapping[str, Any], items: list[tuple[str, Any]], notes: list[str] | None
+) -> Mapping[str, Any]:
+    """``data`` without ``search.options`` when an override switches ``search.agent``."""
+    search = data.get("search")
+    agents = [value for key, value in items if key == "search.agent"]
+    if not agents or not isinstance(search, Mapping) or "options" not in search:
+        return data
+    old, new = search.get("agent", SearchConfig.agent), agents[-1]
+    if new == old:
+        return data
+    dropped = search["options"]
+    if dropped and notes is not None:
+        keys = ", ".join(map(str, dropped)) if isinstance(dropped, Mapping) else repr(dropped)
+        notes.append(
+            f"search.options ({keys}) belong to agent {old!r} and are dropped for {new!r}; "
+            f"give {new!r} options with --set search.options.KEY=VALUE"
+        )
+    return {**data, "search": {k: v for k, v in search.items() if k != "options"}}
+
+
 def load_config(
-    path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+    path: str | os.PathLike | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    notes: list[str] | None = None,
 ) -> Config:
-    """Read a YAML config (or start from the defaults), apply ``--set`` overrides, check."""
+    """Read a YAML config (or start from the defaults), apply ``--set`` overrides, check.
+
+    An override that switches ``search.agent`` drops the file's ``search.options`` (they
+    belong to the agent the file names); a line saying so is appended to ``notes``.
+    """
     data: Any = {}
     if path is not None:
         p = Path(path)
@@ -254,4 +284,26 @@ def load_config(
             raise ConfigError(f"{p} is not a text file") from None
         if not isinstance(data, Mapping):
             raise ConfigError(f"{p} must hold a mapping of config keys, got {_type(data)}")
+    items = _override_items(overrides)
+    data = _drop_options_of_a_switched_agent(data, items, notes)
     return from_dict(apply_overrides(data, overrides))
+
+
+def flat_dict(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"a.b.c": value}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_dict(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(a: Config, b: Config, ignore: Sequence[str] = ()) -> list[str]:
+    """The dotted keys whose values differ between ``a`` and ``b`` (sorted), except those
+    under a key of ``ignore``."""
+    fa, fb = flat_dict(a.to_dict()), flat_dict(b.to_dict())
+    return [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k) and not any(
+        k == i or k.startswith(i + ".") for i in ignore)]  # fmt: skip

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prunegym.experiments.cli import Command
+from prunegym.experiments.commands import Command
 from prunegym.experiments.config import ConfigError, from_dict
 from prunegym.experiments.export import ExportOptions
 
@@ -71,7 +71,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
         help="epochs to train the dense CNN",
     )
     p.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs of the pruned CNN")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of training, search and fine-tuning")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")  # fmt: skip
 
 
@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     return run_and_print(cfg, run_dir, opts, getattr(args, "argv", sys.argv))
 
 
-DEMO = Command(
+COMMAND = Command(
     name="demo",
     help="train a small CNN on digits, search with DDPG, prune for real, fine-tune, report",
     configure=_configure,

@@ -1,72 +1,103 @@
-"""``prunegym run --config FILE``: train if needed, search, then export, in one go."""
+"""``prunegym run --config FILE``: train if needed, search, then export, in one go.
+
+The run directory's lock is held from the first check to the end of the export.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from prunegym.experiments.cli import Command
+from prunegym.experiments.arguments import (
+    TRUSTED_SOURCE_NOTE,
+    add_search_arguments,
+    resolve_search_config,
+)
+from prunegym.experiments.commands import Command, print_phase
 from prunegym.experiments.config import Config
 from prunegym.experiments.export import (
     ExportOptions,
     add_export_arguments,
     export_options,
     export_run,
-    print_summary,
 )
+from prunegym.experiments.report import print_summary
+from prunegym.experiments.rundir import CHECKPOINT_FILE, open_run_dir
+from prunegym.experiments.signals import exit_status
+from prunegym.experiments.workload import check_config
+
+
+class SearchInterrupted(Exception):
+    """The search stopped early (Ctrl-C or SIGTERM); its checkpoint is saved."""
+
+    def __init__(self, signum: int | None) -> None:
+        super().__init__("the search was interrupted")
+        self.signum = signum
 
 
 def run_pipeline(
     cfg: Config,
     run_dir: Path,
     options: ExportOptions,
-    command: list[str] | tuple[str, ...] = (),
+    command: Sequence[str] = (),
     resume: bool = False,
-) -> dict:
-    """Search (training the dense model first when the config asks) and export the best."""
+    log: Callable[[str], None] | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Search (training the dense model first when the config asks) and export the best;
+    returns the export's metrics. Raises :class:`SearchInterrupted` on an early stop."""
     from prunegym.experiments.search import run_search
 
-    outcome = run_search(cfg, run_dir, command=command, resume=resume)
-    if outcome.status != "completed":
-        raise KeyboardInterrupt
-    return export_run(run_dir, options, command=command)
+    check_config(cfg)
+    with open_run_dir(Path(run_dir), resume):
+        outcome = run_search(cfg, run_dir, command=command, resume=resume, log=log, notes=notes)
+        if outcome.status != "completed":
+            raise SearchInterrupted(outcome.signum)
+        return export_run(run_dir, options, command=command, log=log)
 
 
 def run_and_print(
-    cfg: Config, run_dir: Path, options: ExportOptions, command: list[str], resume: bool = False
-) -> int:
-    """:func:`run_pipeline`, then the before/after table; the exit status."""
+    cfg: Config, run_dir: Path, options: ExportOptions, command: Sequence[str],
+    resume: bool = False, notes: Sequence[str] = (),
+) -> int:  # fmt: skip
+    """:func:`run_pipeline` with one line per phase, then the before/after table; the
+    exit status."""
+    import signal
+
     try:
-        metrics = run_pipeline(cfg, run_dir, options, command=command, resume=resume)
-    except KeyboardInterrupt:
-        print(f"prunegym: interrupted; continue with: prunegym run --resume {run_dir}",
-              file=sys.stderr)  # fmt: skip
-        return 130
+        metrics = run_pipeline(cfg, run_dir, options, command=command, resume=resume,
+                               log=print_phase, notes=notes)  # fmt: skip
+    except (SearchInterrupted, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", None) or signal.SIGINT
+        hint = (f"; continue with: prunegym run --resume {run_dir}"
+                if (Path(run_dir) / CHECKPOINT_FILE).is_file() else "")  # fmt: skip
+        print(f"prunegym: interrupted{hint}", file=sys.stderr)
+        return exit_status(signum)
     print()
     print_summary(metrics, run_dir)
     return 0
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    from prunegym.experiments.search import _configure as configure_search
-
-    configure_search(p)
+    add_search_arguments(p)
     add_export_arguments(p, progress_flag=False)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prunegym.experiments.search import check_config, resolve_cli_config
-
-    cfg, run_dir, resume = resolve_cli_config(args)
+    cfg, run_dir, resume, notes = resolve_search_config(args, "run")
     check_config(cfg)
     opts = export_options(args)
-    return run_and_print(cfg, run_dir, opts, getattr(args, "argv", sys.argv), resume=resume)
+    command = getattr(args, "argv", sys.argv)
+    return run_and_print(cfg, run_dir, opts, command, resume=resume, notes=notes)
 
 
-RUN = Command(
+COMMAND = Command(
     name="run",
     help="train if needed, search, apply the best policy for real, fine-tune, export, report",
     configure=_configure,
     run=_run,
+    epilog=TRUSTED_SOURCE_NOTE,
 )

@@ -1,0 +1,62 @@
+"""The command line's own behaviour: --debug / PRUNEGYM_DEBUG show the traceback behind
+the one-line error, and every command's --help shows its defaults and, where it loads
+pickles, that they must come from a trusted source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prunegym.experiments.cli import COMMANDS, main
+
+EXPECTED_DEFAULTS = {
+    "train": ["--epochs EPOCHS", "(default: 10)", "(default: digits)", "(default: 128)"],
+    "search": [],
+    "export": ["(default: 5)", "(default: 64)", "(default: auto)"],
+    "run": ["(default: 5)", "(default: 64)"],
+    "report": [],
+    "demo": ["(default: 100)", "(default: 25)", "(default: runs/demo)"],
+}
+
+
+def _help(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    assert main([command, "--help"]) == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_shows_defaults(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    text = _help(capsys, command)
+    for fragment in EXPECTED_DEFAULTS[command]:
+        assert fragment in text, fragment
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+@pytest.mark.parametrize("command", ["search", "run", "export"])
+def test_help_says_agent_files_and_run_dirs_must_be_trusted(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    text = _help(capsys, command)
+    assert "agent.zip" in text and "use only those from a trusted source" in text
+
+
+@pytest.mark.parametrize("how", ["flag", "flag-after-command", "env"])
+def test_debug_shows_the_traceback_behind_the_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    argv = ["search", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r")]
+    monkeypatch.delenv("PRUNEGYM_DEBUG", raising=False)
+    assert main(argv) == 2
+    plain = capsys.readouterr().err
+    assert plain.count("\n") == 1 and "Traceback" not in plain
+    if how == "flag":
+        argv = ["--debug", *argv]
+    elif how == "flag-after-command":
+        argv = [*argv, "--debug"]
+    else:
+        monkeypatch.setenv("PRUNEGYM_DEBUG", "1")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "ConfigError" in err
+    assert err.strip().splitlines()[-1] == plain.strip()
