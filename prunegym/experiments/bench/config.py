@@ -60,8 +60,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
-        fix(self, "workloads", _items(self.workloads, str, "bench.workloads"))
-        fix(self, "searchers", _items(self.searchers, str, "bench.searchers"))
+        # empty workloads / searchers: a valid default, refused by check_names
+        fix(self, "workloads", _items(self.workloads, str, "bench.workloads", empty_ok=True))
+        fix(self, "searchers", _items(self.searchers, str, "bench.searchers", empty_ok=True))
         fix(self, "seeds", _items(self.seeds, int, "bench.seeds"))
         for name, kind in (("ratios", float), ("targets", str), ("importances", str)):
             value = getattr(self, name)
@@ -79,7 +80,7 @@ class BenchFile:
     bench: BenchConfig = field(default_factory=BenchConfig)
 
 
-def _items(value: Any, kind: type, key: str) -> tuple[Any, ...]:
+def _items(value: Any, kind: type, key: str, empty_ok: bool = False) -> tuple[Any, ...]:
     """A non-empty list of distinct ``kind`` values (a single value is a list of one)."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         value = [value]
@@ -91,7 +92,7 @@ def _items(value: Any, kind: type, key: str) -> tuple[Any, ...]:
         if not ok or isinstance(item, bool):
             raise ConfigError(f"{key} must hold {_kind_name(kind)}, got {item!r}")
         out.append(float(item) if kind is float else item)
-    if not out:
+    if not out and not empty_ok:
         raise ConfigError(f"{key} is empty; it needs at least one value")
     if len(set(out)) != len(out):
         raise ConfigError(f"{key} lists a value twice: {out}")
