@@ -4,6 +4,8 @@ with one line and exit status 2 before anything is written."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -61,9 +63,6 @@ def finished(tmp_path_factory):
     config, out = _write_bench(folder), folder / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(cli.COMMANDS, "bench", BENCH_CMD)
-        import contextlib
-        import io
-
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             code = cli.main(["bench", "--config", str(config), "--out", str(out)])

@@ -30,7 +30,7 @@ def test_paired_difference_pairs_by_seed():
     assert d.seeds == (0, 1, 2) and d.n == 3  # seed 3 and 5 have no pair
     assert d.mean == pytest.approx((0.10 - 0.02 + 0.05) / 3)
     assert d.low <= d.mean <= d.high
-    assert -0.02 <= d.low and d.high <= 0.10  # a mean of resampled diffs stays in range
+    assert d.low >= -0.02 and d.high <= 0.10  # a mean of resampled diffs stays in range
     assert paired_difference({0: 1.0}, {1: 1.0}) is None
 
 
