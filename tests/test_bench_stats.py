@@ -90,3 +90,12 @@ def test_summary_compares_importance_criteria_with_the_random_criterion():
     l1 = next(x for x in lines if x.startswith("| uniform / l1 | uniform / random | 2 |"))
     assert "+4.00 [" in l1  # (0.05 + 0.03) / 2
     assert not any(x.startswith("| uniform / random | uniform / random") for x in lines)
+
+
+def test_best_so_far_holds_the_best_after_a_searcher_stops():
+    from prunegym.experiments.bench.plots import best_so_far
+
+    history = [{"reward": "-3.0"}, {"reward": "-1.0"}, {"reward": "-2.0"}]
+    assert best_so_far(history, 5).tolist() == [-3.0, -1.0, -1.0, -1.0, -1.0]
+    assert best_so_far(history, 2).tolist() == [-3.0, -1.0]
+    assert math.isnan(best_so_far([], 3)[0])

@@ -77,6 +77,16 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _focus(ax: plt.Axes, lows: Sequence[np.ndarray], highs: Sequence[np.ndarray]) -> None:
+    """Show the bands after the first tenth of the episodes in full, so a poor first
+    candidate does not flatten the differences that matter."""
+    low, high = (np.concatenate(v) if v else np.array([]) for v in (lows, highs))
+    low, high = low[np.isfinite(low)], high[np.isfinite(high)]
+    if low.size and high.size and high.max() > low.min():
+        pad = 0.05 * (high.max() - low.min())
+        ax.set_ylim(low.min() - pad, high.max() + pad)
+
+
 def best_so_far(history: Sequence[Mapping[str, str]], length: int) -> np.ndarray:
     """Best reward after each episode, held after the last one up to ``length`` episodes
     (a searcher that stopped early keeps its best)."""
@@ -90,7 +100,8 @@ def best_so_far(history: Sequence[Mapping[str, str]], length: int) -> np.ndarray
 def plot_curves(rows: Sequence[Row], histories: Mapping[str, Sequence[Mapping[str, str]]],
                 path: Path) -> Path:  # fmt: skip
     """Best-so-far reward per episode (``histories``: cell key -> history.csv rows), a
-    panel per workload, target, budget; mean over seeds and a min-max band per method."""
+    panel per workload, target, budget; mean over seeds and a min-max band per method.
+    The y axis shows the bands after the first tenth of the episodes in full."""
     several = len({r["importance"] for r in rows}) > 1
     styles = _styles(rows, several)
     panels = group_rows(rows, lambda r: (r["workload"], r["target"], float(r["ratio"])))
@@ -98,12 +109,16 @@ def plot_curves(rows: Sequence[Row], histories: Mapping[str, Sequence[Mapping[st
     for ax, ((workload, target, ratio), group) in zip(axes, panels.items(), strict=True):
         length = max(int(r["episodes"]) for r in group)
         x = np.arange(1, length + 1)
+        lows, highs = [], []
         for label, cells in _by_method(group, several).items():
             curves = np.stack([best_so_far(histories.get(c["cell"], []), length) for c in cells])
             colour = styles[label][1]
             ax.plot(x, np.nanmean(curves, axis=0), color=colour, label=label)
-            ax.fill_between(x, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0),
-                            color=colour, alpha=0.15)  # fmt: skip
+            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+            ax.fill_between(x, low, high, color=colour, alpha=0.15)
+            lows.append(low[length // 10 :])
+            highs.append(high)
+        _focus(ax, lows, highs)
         ax.set_xlabel("episode (evaluated candidates)")
         ax.set_ylabel("best reward so far")
         ax.set_title(f"{workload}: {target} ≤ {ratio:g}")
