@@ -1,6 +1,16 @@
 """``results.jsonl``: one JSON line per finished cell, built only from its run directory.
 
 Accuracies are fractions (0.9731), ratios pruned / dense, times in seconds.
+``evaluated`` counts every episode in history.csv (cache hits included; ``cache_hits``
+says how many, ``null`` while the history has no ``cache_hit`` column).
+``proxy_accuracy`` is the selected policy's accuracy on the search's reward slice,
+``heldout_proxy_accuracy`` its score on a second held-out slice (``null`` until the
+search records one as ``heldout_accuracy`` in best_policy.json's meta).
+``achieved_ratio`` is the physically pruned model's cost in the budget's unit.
+``search_seconds`` and ``finetune_seconds`` come from the run directory (all sessions);
+``wall_seconds`` is the wall time of the bench invocation that finished the cell (for a
+cell resumed after a cut, only the part after the cut; ``null`` for a row rebuilt from
+a run directory finished earlier).
 """
 
 from __future__ import annotations
