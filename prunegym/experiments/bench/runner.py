@@ -1,0 +1,192 @@
+"""Run a bench matrix cell by cell, resumably, then write its summary and figures.
+
+Each cell is searched with :func:`~prunegym.experiments.search.run_search` (resumed from
+its checkpoint when a previous bench was cut) and its selected policy is applied,
+fine-tuned and tested by :func:`~prunegym.experiments.export.export_run`. A cell whose
+run directory is complete and whose results line exists is skipped without building
+any model, so rerunning a finished bench only rewrites the summary and the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prunegym.experiments.bench.cells import (
+    DONE,
+    EXPORT,
+    RESTART,
+    RESUME,
+    Cell,
+    Workload,
+    cell_state,
+    check_existing,
+    expand,
+    read_json,
+)
+from prunegym.experiments.bench.config import BenchConfig
+from prunegym.experiments.bench.results import read_results, result_row, write_results
+from prunegym.utils.files import atomic_write_text
+
+BENCH_FILE = "bench.yaml"
+SUMMARY_FILE = "summary.md"
+PARETO_FILE = "pareto.png"
+CURVES_FILE = "curves.png"
+
+Log = Callable[[str], None]
+
+
+def run_bench(
+    cfg: BenchConfig,
+    out: str | Path,
+    *,
+    command: Sequence[str] = (),
+    regenerate: str = "",
+    log: Log = print,
+) -> int:
+    """Run every unfinished cell of ``cfg`` under ``out``; 0, or 130 when a search was
+    stopped by Ctrl-C (its checkpoint saved: rerunning the same command continues it).
+
+    Every config error surfaces before anything is built or written.
+    """
+    out = Path(out)
+    cells = expand(cfg, out)
+    check_existing(cells, out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / BENCH_FILE, bench_yaml(cfg))
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    results = read_results(out)
+    status = 0
+    for i, cell in enumerate(cells, 1):
+        start = time.perf_counter()
+        row, action = _finish_cell(cell, cfg, out, results.get(cell.key), command, log)
+        if row is None:
+            log(f"[{i}/{len(cells)}] {cell.key}: stopped; checkpoint saved, rerun the same "
+                "command to continue")  # fmt: skip
+            status = 130
+            break
+        if action in ("searched", "resumed", "exported"):
+            row = {**row, "wall_seconds": time.perf_counter() - start}
+        results[cell.key] = row
+        write_results(out, ordered_rows(cells, results))
+        log(progress_line(i, len(cells), row, action))
+    finished = [results[c.key] for c in cells if c.key in results]
+    if finished:
+        write_reports(out, finished, cfg, len(cells), regenerate or " ".join(command))
+    return status
+
+
+def _finish_cell(
+    cell: Cell,
+    cfg: BenchConfig,
+    out: Path,
+    old: Mapping[str, Any] | None,
+    command: Sequence[str],
+    log: Log,
+) -> tuple[dict[str, Any] | None, str]:
+    """Do what is left for ``cell``: the results row (None: stopped) and what was done."""
+    from prunegym.experiments.export import EXPORT_DIR, METRICS_FILE
+    from prunegym.experiments.search import run_search
+
+    state = cell_state(cell, out, cfg.finetune_epochs)
+    run_dir = cell.run_dir(out)
+    if state == DONE:
+        if old is not None and old.get("finetune_epochs") == cfg.finetune_epochs:
+            return dict(old), "finished earlier"
+        metrics = read_json(run_dir / EXPORT_DIR / METRICS_FILE)
+        return result_row(cell, out, metrics, None), "collected"
+    ensure_dense(cell.workload, log)
+    action = "exported"
+    if state != EXPORT:
+        if state == RESTART:  # cut before its first checkpoint: nothing worth keeping
+            shutil.rmtree(run_dir)
+        outcome = run_search(cell.config, run_dir, command=command, resume=state == RESUME)
+        if outcome.status != "completed":
+            return None, "stopped"
+        action = "resumed" if state == RESUME else "searched"
+    metrics = export_cell(cell, cfg, out, command)
+    return result_row(cell, out, metrics, None), action
+
+
+def export_cell(
+    cell: Cell, cfg: BenchConfig, out: Path, command: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Apply the cell's selected policy for real, fine-tune it and test it."""
+    from prunegym.experiments.export import ExportOptions, export_run
+
+    opts = ExportOptions(epochs=cfg.finetune_epochs, seed=cell.seed, device=cfg.device,
+                         threads=cfg.threads, latency_repeats=cfg.latency_repeats,
+                         progress=False)  # fmt: skip
+    return export_run(cell.run_dir(out), opts, command=command)
+
+
+def ensure_dense(work: Workload, log: Log = print) -> None:
+    """Train the workload's dense model once (atomically saved) when the bench keeps it."""
+    if work.dense is None or work.dense.is_file():
+        return
+    from prunegym.experiments.checkpoint import save_checkpoint
+    from prunegym.experiments.search import build_workload
+
+    w = work.config.workload
+    log(f"training the dense {w.model} of {work.name} ({w.train_epochs} epochs, "
+        f"seed {w.train_seed}) -> {work.dense}")  # fmt: skip
+    model, data = build_workload(work.config)
+    save_checkpoint(work.dense, model, model_name=str(w.model), in_channels=data.in_channels,
+                    num_classes=data.num_classes, dataset=data.describe(),
+                    extra={"workload_config": work.path})  # fmt: skip
+
+
+def ordered_rows(
+    cells: Sequence[Cell], results: Mapping[str, Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """This matrix's rows in matrix order, then rows of cells it no longer names."""
+    keys = [c.key for c in cells if c.key in results]
+    keys += [k for k in results if k not in set(keys)]
+    return [results[k] for k in keys]
+
+
+def progress_line(i: int, n: int, row: Mapping[str, Any], action: str) -> str:
+    before, after = row["test_top1_before_finetune"], row["test_top1_after_finetune"]
+    proxy = row.get("proxy_accuracy")
+    wall = row.get("wall_seconds")
+    return (f"[{i}/{n}] {row['cell']}: {action}; {row['evaluated']} evaluations, proxy "
+            f"{'-' if proxy is None else f'{proxy:.2%}'}, {row['target']} ratio "
+            f"{row['achieved_ratio']:.3f}, test top-1 {before:.2%} -> {after:.2%} "
+            f"({row['finetune_epochs']} FT epochs)"
+            + ("" if wall is None else f", {wall:.1f} s"))  # fmt: skip
+
+
+def write_reports(
+    out: Path, rows: Sequence[Mapping[str, Any]], cfg: BenchConfig, total: int, command: str
+) -> None:
+    """summary.md, pareto.png and curves.png from the finished rows (and their histories)."""
+    from prunegym.experiments.bench.plots import plot_curves, plot_pareto
+    from prunegym.experiments.bench.summary import render_summary
+    from prunegym.experiments.export import read_history
+
+    atomic_write_text(out / SUMMARY_FILE, render_summary(rows, cfg, total, command))
+    plot_pareto(rows, out / PARETO_FILE)
+    histories = {r["cell"]: read_history(out / r["run_dir"]) for r in rows}
+    plot_curves(rows, histories, out / CURVES_FILE)
+
+
+def bench_yaml(cfg: BenchConfig) -> str:
+    """The resolved bench config (``prunegym bench --config DIR/bench.yaml`` reruns it)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return yaml.safe_dump({"bench": plain(dataclasses.asdict(cfg))}, sort_keys=False)
