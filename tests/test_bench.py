@@ -5,6 +5,7 @@ with one line and exit status 2 before anything is written."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import time
@@ -13,11 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prunegym.experiments import cli, search
+from prunegym.experiments import cli, search, workload
 from prunegym.experiments.bench.stats import spread
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_CMD = "prunegym.experiments.bench.command:BENCH"
 PNG = b"\x89PNG\r\n\x1a\n"
 WORKLOAD = {
     "seed": 0,
@@ -46,7 +46,6 @@ def _write_bench(folder: Path, **changes) -> Path:
 
 
 def _bench(monkeypatch, capsys, *argv):
-    monkeypatch.setitem(cli.COMMANDS, "bench", BENCH_CMD)
     code = cli.main(["bench", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
@@ -61,11 +60,9 @@ def finished(tmp_path_factory):
     """A finished tiny bench: (bench file, out dir, stdout)."""
     folder = tmp_path_factory.mktemp("bench")
     config, out = _write_bench(folder), folder / "out"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(cli.COMMANDS, "bench", BENCH_CMD)
-        stdout = io.StringIO()
-        with contextlib.redirect_stdout(stdout):
-            code = cli.main(["bench", "--config", str(config), "--out", str(out)])
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = cli.main(["bench", "--config", str(config), "--out", str(out)])
     assert code == 0
     return config, out, stdout.getvalue()
 
@@ -92,7 +89,9 @@ def test_bench_writes_every_file(finished):
         assert r["evaluated"] == summary["episodes"] == (2 if r["searcher"] == "random" else 1)
         assert r["achieved_ratio"] <= 0.5 + 1e-6 and r["target"] == "macs"
         assert r["proxy_accuracy"] == pytest.approx(summary["best_metrics"]["accuracy"])
-        assert r["heldout_proxy_accuracy"] is None and r["cache_hits"] is None
+        with (run_dir / "history.csv").open() as fh:
+            hits = sum(int(row["cache_hit"]) for row in csv.DictReader(fh))
+        assert r["heldout_proxy_accuracy"] is None and r["cache_hits"] == hits
         assert r["wall_seconds"] > 0 and r["episodes"] == 2 and r["finetune_epochs"] == 1
     # one dense model trained for the whole bench, pruned by every cell
     assert (out / "dense" / "tiny" / "model.pt").is_file()
@@ -126,7 +125,7 @@ def test_rerun_does_no_new_evaluation(finished, monkeypatch, capsys):
 
     monkeypatch.setattr(search, "run_search", forbidden)
     monkeypatch.setattr("prunegym.experiments.export.export_run", forbidden)
-    monkeypatch.setattr(search, "build_workload", forbidden)
+    monkeypatch.setattr(workload, "build_workload", forbidden)
     start = time.perf_counter()
     code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out)
     assert code == 0, err
@@ -171,7 +170,7 @@ def test_a_cut_cell_is_finished_from_its_checkpoint(finished, tmp_path, monkeypa
     code, stdout, _ = _bench(monkeypatch, capsys, "--config", config, "--out", out)
     assert code == 130 and "rerun the same command" in stdout
     run_dir = out / "cells" / "tiny" / "macs0.5-l1" / "random-s0"
-    assert (run_dir / "checkpoint.pkl").is_file() and not (out / "results.jsonl").exists()
+    assert (run_dir / "checkpoint.zip").is_file() and not (out / "results.jsonl").exists()
 
     monkeypatch.setattr(search, "run_search", real)
     code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "run": "prunegym.experiments.run",
     "report": "prunegym.experiments.report",
     "demo": "prunegym.experiments.demo",
+    "bench": "prunegym.experiments.bench.command",
 }
 
 

@@ -43,7 +43,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _yaml(text: str) -> Any:
+def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
@@ -203,7 +203,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set expects key=value with a dotted key, got {text!r}")
     try:
-        value = _yaml(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"--set {key}: the value is not valid YAML ({_first_line(exc)})"
@@ -277,7 +277,7 @@ def load_config(
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
         try:
-            data = _yaml(p.read_text()) or {}
+            data = parse_yaml(p.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p} is not valid YAML: {_first_line(exc)}") from None
         except UnicodeDecodeError:

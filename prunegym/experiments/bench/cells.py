@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from prunegym.experiments.bench.config import BenchConfig, load_workload, workload_name
-from prunegym.experiments.config import Config, ConfigError, load_config
-from prunegym.experiments.search import CHECKPOINT_FILE, check_config, config_differences
+from prunegym.experiments.config import Config, ConfigError, config_differences, load_config
+from prunegym.experiments.rundir import CHECKPOINT_FILE
+from prunegym.experiments.workload import check_config
 
 CELLS_DIR = "cells"
 DENSE_DIR = "dense"
@@ -139,7 +140,7 @@ def cell_state(cell: Cell, out: Path, finetune_epochs: int) -> str:
 
 def export_matches(run_dir: Path, finetune_epochs: int, seed: int) -> bool:
     """Whether ``run_dir/export`` was made with this fine-tune (epochs and seed)."""
-    from prunegym.experiments.export import EXPORT_DIR, METRICS_FILE
+    from prunegym.experiments.rundir import EXPORT_DIR, METRICS_FILE
 
     options = read_json(run_dir / EXPORT_DIR / METRICS_FILE).get("options") or {}
     return options.get("epochs") == finetune_epochs and options.get("seed") == seed

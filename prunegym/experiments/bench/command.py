@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from prunegym.experiments.cli import Command
+from prunegym.experiments.commands import Command
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     return status
 
 
-BENCH = Command(
+COMMAND = Command(
     name="bench",
     help="a matrix of searches (workloads x targets x ratios x searchers x seeds), each "
     "fine-tuned and tested; writes results.jsonl, summary.md and plots (resumable)",

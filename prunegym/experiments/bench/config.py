@@ -17,10 +17,10 @@ from typing import Any
 from prunegym.experiments.config import (
     Config,
     ConfigError,
-    _yaml,
     apply_overrides,
     from_dict,
     load_config,
+    parse_yaml,
 )
 
 #: What the summary's paired differences compare every searcher with.
@@ -128,7 +128,7 @@ def load_bench_config(
     if not p.is_file():
         raise ConfigError(f"bench config {p} does not exist")
     try:
-        data = _yaml(p.read_text()) or {}
+        data = parse_yaml(p.read_text()) or {}
     except Exception as exc:  # yaml.YAMLError, UnicodeDecodeError
         reason = " ".join(str(exc).split())
         raise ConfigError(f"{p} is not a valid YAML bench config: {reason}") from None

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from prunegym.experiments.bench.cells import Cell, read_json
-from prunegym.experiments.export import read_history
+from prunegym.experiments.rundir import read_history
 from prunegym.utils.files import atomic_write_text
 
 RESULTS_FILE = "results.jsonl"

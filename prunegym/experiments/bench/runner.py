@@ -94,7 +94,7 @@ def _finish_cell(
     log: Log,
 ) -> tuple[dict[str, Any] | None, str]:
     """Do what is left for ``cell``: the results row (None: stopped) and what was done."""
-    from prunegym.experiments.export import EXPORT_DIR, METRICS_FILE
+    from prunegym.experiments.rundir import EXPORT_DIR, METRICS_FILE
     from prunegym.experiments.search import run_search
 
     state = cell_state(cell, out, cfg.finetune_epochs)
@@ -134,7 +134,7 @@ def ensure_dense(work: Workload, log: Log = print) -> None:
     if work.dense is None or work.dense.is_file():
         return
     from prunegym.experiments.checkpoint import save_checkpoint
-    from prunegym.experiments.search import build_workload
+    from prunegym.experiments.workload import build_workload
 
     w = work.config.workload
     log(f"training the dense {w.model} of {work.name} ({w.train_epochs} epochs, "
@@ -171,7 +171,7 @@ def write_reports(
     """summary.md, pareto.png and curves.png from the finished rows (and their histories)."""
     from prunegym.experiments.bench.plots import plot_curves, plot_pareto
     from prunegym.experiments.bench.summary import render_summary
-    from prunegym.experiments.export import read_history
+    from prunegym.experiments.rundir import read_history
 
     atomic_write_text(out / SUMMARY_FILE, render_summary(rows, cfg, total, command))
     plot_pareto(rows, out / PARETO_FILE)
