@@ -89,16 +89,29 @@ class EnvWorker:
             import torch
 
             torch.set_num_threads(int(threads))
-        self.env = env_fn()
+        self._env: gym.Env | None = None
+        self._build_error: Exception | None = None
+        try:
+            self._env = env_fn()
+        except Exception as exc:  # kept: every call raises it (an actor that fails to
+            self._build_error = exc  # build would die and hide the error's type)
         self.token: int | None = None
         self.t = 0
         self.version = 0
+
+    @property
+    def env(self) -> gym.Env:
+        if self._env is None:
+            assert self._build_error is not None
+            raise self._build_error
+        return self._env
 
     # about the worker ---------------------------------------------------------------
     def pid(self) -> int:
         return os.getpid()
 
     def spaces(self) -> tuple[gym.Space, gym.Space]:
+        """The env's spaces (raises the env factory's error if it failed)."""
         return self.env.observation_space, self.env.action_space
 
     # whole episodes (worker pool) -----------------------------------------------------
@@ -208,4 +221,5 @@ class EnvWorker:
         return is_wrapped(self.env, wrapper_class)
 
     def close(self) -> None:
-        self.env.close()
+        if self._env is not None:
+            self._env.close()

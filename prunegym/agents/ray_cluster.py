@@ -177,6 +177,21 @@ def spawn_workers(
     return actors, list(refs.values())
 
 
+def wait_ready(actors: Sequence[Any]) -> tuple[Any, Any]:
+    """Wait until every actor has built its env; their common (observation, action)
+    spaces. An env factory's error is raised as itself (after ending the actors)."""
+    try:
+        found = ray.get([a.spaces.remote() for a in actors])
+    except Exception as exc:
+        kill_workers(actors)
+        reraise_cause(exc)
+        raise
+    if any(s != found[0] for s in found[1:]):
+        kill_workers(actors)
+        raise ValueError("every environment must have the same observation and action space")
+    return found[0]
+
+
 def kill_workers(actors: Sequence[Any]) -> None:
     """End the actors for good (no restart); an actor already gone is skipped."""
     for actor in actors:

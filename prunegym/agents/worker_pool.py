@@ -29,6 +29,7 @@ from prunegym.agents.ray_cluster import (
     kill_workers,
     reraise_cause,
     spawn_workers,
+    wait_ready,
     worker_lost,
 )
 
@@ -42,9 +43,10 @@ class WorkerPool:
 
     ``env_fn`` (a picklable callable returning the env) is put into Ray's object store
     once and shared by all workers. ``depth`` episodes are queued per worker so that
-    a worker never waits for the driver between two episodes. Call :meth:`close` (or
-    use the pool as a context manager) to end the workers. Ray must be initialised
-    (:func:`~prunegym.agents.ray_cluster.init_ray`).
+    a worker never waits for the driver between two episodes. The pool is ready when
+    built: every env is built (an env factory's error is raised here, as itself). Call
+    :meth:`close` (or use the pool as a context manager) to end the workers. Ray must
+    be initialised (:func:`~prunegym.agents.ray_cluster.init_ray`).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class WorkerPool:
             max_restarts=max_restarts,
             max_task_retries=max_task_retries,
         )
+        self.observation_space, self.action_space = wait_ready(self._actors)
 
     @property
     def num_workers(self) -> int:
