@@ -15,13 +15,14 @@ from ray_helpers import (
     local_ray,  # noqa: F401 (fixture)
     play_serial,
     slow_env_fn,
+    square_or_die,
     summary,
     tiny_env_fn,
 )
 
 ray = pytest.importorskip("ray")
 
-from prunegym.agents.ray_cluster import RayAddressError, init_ray  # noqa: E402
+from prunegym.agents.ray_cluster import RayAddressError, init_ray, map_tasks  # noqa: E402
 from prunegym.agents.worker_pool import WorkerPool  # noqa: E402
 
 
@@ -82,6 +83,17 @@ def test_a_worker_killed_mid_evaluation_loses_and_duplicates_nothing(
     assert len(after) == (2 if max_restarts else 1)
     if not max_restarts:
         assert {o.pid for o in outcomes[-2:]} <= survivors
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_tasks_run_each_item_once_even_when_a_process_dies(tmp_path: Path) -> None:
+    marker = str(tmp_path / "killed")
+    items = [(x, marker) for x in range(5)]
+    results = dict(map_tasks(square_or_die, items, num_cpus=1))
+    assert Path(marker).exists()  # the task for 2 died once and was run again
+    assert {i: r[0] for i, r in results.items()} == {x: x * x for x in range(5)}
+    with pytest.raises(ValueError, match="negative: -1"):
+        list(map_tasks(square_or_die, [(-1, marker)], max_retries=0))
 
 
 def test_an_unreachable_address_is_a_quick_one_line_error() -> None:

@@ -8,6 +8,7 @@ the workers), and refuses an unreachable address at once with one line
 distinct factory goes through Ray's object store once, however many actors build
 from it. Actors restart when their process dies (``max_restarts``) and their
 interrupted calls are retried on the restarted actor (``max_task_retries``).
+:func:`map_tasks` runs independent jobs (benchmark cells) as Ray tasks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import math
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 try:
@@ -190,6 +191,32 @@ def wait_ready(actors: Sequence[Any]) -> tuple[Any, Any]:
         kill_workers(actors)
         raise ValueError("every environment must have the same observation and action space")
     return found[0]
+
+
+def map_tasks(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    max_retries: int = MAX_TASK_RETRIES,
+) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(item)`` for every item as a Ray task with these resources; yield
+    ``(index, result)`` as each one finishes. A task whose process dies is run again
+    (``max_retries``); an error raised by ``fn`` is raised here as itself. Meant for
+    independent, resumable work such as benchmark cells (``fn`` must be picklable)."""
+    task = ray.remote(fn).options(num_cpus=num_cpus, num_gpus=num_gpus,
+                                  max_retries=int(max_retries))  # fmt: skip
+    pending = {task.remote(item): i for i, item in enumerate(items)}
+    while pending:
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        i = pending.pop(ref)
+        try:
+            result = ray.get(ref)
+        except Exception as exc:
+            reraise_cause(exc)
+            raise
+        yield i, result
 
 
 def kill_workers(actors: Sequence[Any]) -> None:
