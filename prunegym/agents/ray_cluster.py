@@ -64,7 +64,8 @@ def init_ray(
     resources = check_resources(resources_per_worker)
     target = _probe_target(address)
     if target is not None:
-        _probe(address, *target, timeout_s)
+        _probe(f"{target[0]}:{target[1]}" if address == "auto" else str(address), *target,
+               timeout_s)  # fmt: skip
     if ray.is_initialized():
         return
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
