@@ -64,6 +64,7 @@ def test_transfer_writes_a_run_directory_that_export_and_resume_accept(source, t
     code, printed, err = _transfer(capsys, source, out, episodes=2, target=target)
     assert code == 0, err
     assert "agent transfer from" in printed and "zero-shot reward" in printed
+    assert "(trained on smallcnn on digits (4 units, ratio 0.5))" in printed
     assert "differs from the source: target_ratio: 0.5 (agent) -> 0.4 (target)" in printed
     names = {p.name for p in out.iterdir()}
     assert {"config.yaml", "run.json", "history.csv", "best_policy.json", "summary.json",
@@ -77,6 +78,7 @@ def test_transfer_writes_a_run_directory_that_export_and_resume_accept(source, t
     assert info["zero_shot"]["reward"] == pytest.approx(float(rows[0]["reward"]))
     assert info["differences"] == ["target_ratio: 0.5 (agent) -> 0.4 (target)"]
     assert info["reward_baseline_carried"] and info["fine_tune"]["episodes"] == 2
+    assert info["checks"]["feature_version"] == "same as the source"
     assert json.loads((out / "agent.json").read_text())["sources"][0]["model"] == "vgg11"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["agent"] == "transfer" and summary["episodes"] == 3

@@ -92,5 +92,9 @@ def test_profile_errors_are_one_line(tmp_path):
     weights = PruningPolicy({"a": 0.5}, granularity="weight")
     with pytest.raises(ValueError, match="is a weight policy; the target prunes channels"):
         ProfileSearcher(env, source=weights)
+    binary = tmp_path / "agent.zip"
+    binary.write_bytes(b"PK\x03\x04\xbb\xff")
+    with pytest.raises(ValueError, match="is not a prunegym policy \\(not text\\)"):
+        read_profile(binary)
     with pytest.raises(ValueError, match="2 unit kinds for 1 units"):
         read_profile(weights, kinds=["conv", "linear"])

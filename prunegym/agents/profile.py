@@ -25,7 +25,7 @@ from prunegym.agents.episodes import play_episode
 from prunegym.agents.metadata import GAME_FILE, METADATA_FILE
 from prunegym.agents.searcher import Searcher
 from prunegym.envs.contract import PruningGame, describe_game, game_of
-from prunegym.pruners import PruningPolicy
+from prunegym.pruners import PruningError, PruningPolicy
 from prunegym.pruners.rounding import kept_channels, kept_weights
 
 POLICY_FILE = "best_policy.json"
@@ -56,7 +56,11 @@ def read_profile(
         if not file.is_file():
             missing = f"{path} has no {POLICY_FILE}: not a finished search run"
             raise ValueError(missing if run_dir is not None else f"policy {path} does not exist")
-        policy, where = PruningPolicy.from_json(file), str(file)
+        try:
+            policy, where = PruningPolicy.from_json(file), str(file)
+        except (UnicodeDecodeError, PruningError) as exc:
+            reason = "not text" if isinstance(exc, UnicodeDecodeError) else exc
+            raise ValueError(f"{file} is not a prunegym policy ({reason})") from None
         if kinds is None and run_dir is not None:
             kinds = _recorded_kinds(run_dir)
     values = tuple(float(s) for s in policy.sparsities.values())
@@ -208,8 +212,9 @@ class ProfileSearcher(Searcher):
             "mapped_by": "relative depth and unit kind"
             if self.profile.kinds is not None
             else "relative depth (the source's unit kinds are unknown)",
-            "source_units": len(self.profile.sparsities),
             "source_sparsities": list(self.profile.sparsities),
-            "differences": [],
+            "differences": [
+                f"units: {len(self.profile.sparsities)} (source) -> {len(self.unit_names)} (target)"
+            ],
             "zero_shot": None if zero is None else {"reward": zero.reward, **zero.metrics},
         }

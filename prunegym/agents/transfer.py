@@ -31,7 +31,7 @@ from prunegym.agents.callbacks import SearchCallback
 from prunegym.agents.checkpoint import CheckpointState
 from prunegym.agents.episodes import play_episode
 from prunegym.agents.factory import OFF_POLICY
-from prunegym.agents.metadata import check_agent, load_agent, read_metadata
+from prunegym.agents.metadata import REQUIRED, check_agent, load_agent, read_metadata
 from prunegym.agents.noise import TruncatedNormalNoise
 from prunegym.agents.results import EpisodeRecord, SearchResult
 from prunegym.agents.rl import RLSearcher
@@ -176,7 +176,7 @@ class TransferSearcher(RLSearcher):
             "source": self.source,
             "algo": self.algo,
             "agent": dict(self.metadata or {}),
-            "checks": "passed: feature version, observation features, action mapping, granularity",
+            "checks": {key: "same as the source" for key in REQUIRED},
             "differences": list(self.differences),
             "reward_baseline_carried": self.baseline_carried,
             "fine_tune": {

@@ -122,8 +122,9 @@ def _check_source(source: Path, mode: str) -> None:
         read_profile(source)
 
 
-class _TransferFile:
-    """Writes ``transfer.json`` from the searcher's report when the search ends."""
+class TransferFileCallback:
+    """Writes ``transfer.json`` from the searcher's ``report()`` when the search ends
+    (a search callback; also what a resumed transfer run should use)."""
 
     def __init__(self, run_dir: Path, source: Path, mode: str) -> None:
         self.path = run_dir / TRANSFER_FILE
@@ -145,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     check_config(cfg)
     _check_source(args.source, args.mode)
     callbacks = [RunMetadataCallback(args.out, workload_source(cfg)),
-                 _TransferFile(args.out, args.source, args.mode)]  # fmt: skip
+                 TransferFileCallback(args.out, args.source, args.mode)]  # fmt: skip
     outcome = run_search(cfg, args.out, command=getattr(args, "argv", sys.argv),
                          extra_callbacks=callbacks)  # fmt: skip
     result = outcome.result
@@ -155,8 +156,13 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 130
     zero, best = result.history[0], result.best
-    print(f"{args.mode} transfer from {args.source}: zero-shot reward {zero.reward:.4g} "
-          f"({_metrics(zero)})")  # fmt: skip
+    trained_on = ""
+    if args.mode == "agent":
+        from prunegym.agents.metadata import describe_sources
+
+        trained_on = f" (trained on {describe_sources(result.source)})"
+    print(f"{args.mode} transfer from {args.source}{trained_on}: zero-shot reward "
+          f"{zero.reward:.4g} ({_metrics(zero)})")  # fmt: skip
     if len(result.history) > 1:
         print(f"after {len(result.history) - 1} fine-tune episodes: best reward "
               f"{best.reward:.4g} ({_metrics(best)}, episode {best.episode})")  # fmt: skip
