@@ -134,7 +134,8 @@ def test_first_observation_describes_the_first_unit() -> None:
     env = make_env("resnet20")
     obs, _ = env.reset(seed=0)
     feature = {name: float(obs[i]) for i, (name, _) in enumerate(FEATURES)}
-    assert feature["position"] == 0.0 and feature["is_conv"] == 1.0
+    assert feature["position"] == 0.0  # a regular convolution: neither depthwise nor linear
+    assert feature["is_depthwise"] == 0.0 and feature["is_linear"] == 0.0
     assert feature["macs_removed"] == 0.0 and feature["previous_sparsity"] == 0.0
     assert feature["target_ratio"] == pytest.approx(0.5)
     assert feature["to_remove"] == pytest.approx(0.5, abs=1e-6)

@@ -16,11 +16,23 @@ from prunegym.agents.callbacks import (
 from prunegym.agents.checkpoint import CheckpointError
 from prunegym.agents.episodes import play_episode, uniform_sparsity
 from prunegym.agents.factory import ALGOS, AMC_DDPG, make_agent
+from prunegym.agents.metadata import (
+    IncompatibleAgentError,
+    LoadedAgent,
+    RunMetadataCallback,
+    check_agent,
+    load_agent,
+    read_metadata,
+    save_agent,
+)
+from prunegym.agents.multimodel import GeneralistRun, MultiModelEnv, train_generalist
 from prunegym.agents.noise import TruncatedNormalNoise
+from prunegym.agents.profile import ProfileSearcher
 from prunegym.agents.results import EpisodeRecord, SearchResult
 from prunegym.agents.rl import RLSearcher
 from prunegym.agents.searcher import Searcher
 from prunegym.agents.searchers import BASELINES, SEARCHERS, make_searcher
+from prunegym.agents.transfer import TransferResult, TransferSearcher, transfer
 
 __all__ = [
     "ALGOS",
@@ -33,17 +45,31 @@ __all__ = [
     "EpisodeCreditReplayBuffer",
     "EpisodeRecord",
     "EvolutionSearcher",
+    "GeneralistRun",
+    "IncompatibleAgentError",
+    "LoadedAgent",
+    "MultiModelEnv",
+    "ProfileSearcher",
     "ProgressBarCallback",
     "RLSearcher",
     "RandomSearcher",
+    "RunMetadataCallback",
     "SearchCallback",
     "SearchResult",
     "Searcher",
     "TensorBoardCallback",
+    "TransferResult",
+    "TransferSearcher",
     "TruncatedNormalNoise",
     "UniformSearcher",
+    "check_agent",
+    "load_agent",
     "make_agent",
     "make_searcher",
     "play_episode",
+    "read_metadata",
+    "save_agent",
+    "train_generalist",
+    "transfer",
     "uniform_sparsity",
 ]

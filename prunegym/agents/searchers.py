@@ -4,6 +4,8 @@
 :class:`~prunegym.agents.searcher.Searcher`:
 
 - ``uniform``, ``random``, ``evolution``: :mod:`prunegym.agents.baselines`;
+- ``profile``, ``transfer`` (option ``source``: a source run): :mod:`prunegym.agents.profile`
+  and :mod:`prunegym.agents.transfer`;
 - ``ddpg`` / ``td3`` / ``sac`` / ``ppo``: :class:`~prunegym.agents.rl.RLSearcher`
   around :func:`~prunegym.agents.factory.make_agent`.
 """
@@ -17,17 +19,23 @@ import gymnasium as gym
 
 from prunegym.agents.baselines import EvolutionSearcher, RandomSearcher, UniformSearcher
 from prunegym.agents.factory import ALGOS
+from prunegym.agents.profile import ProfileSearcher
 from prunegym.agents.rl import RLSearcher
 from prunegym.agents.searcher import Searcher
+from prunegym.agents.transfer import TransferSearcher
 
 #: Baseline searcher name -> class (the RL agents are the names of :data:`ALGOS`).
 BASELINES: dict[str, type[Searcher]] = {
     "uniform": UniformSearcher,
     "random": RandomSearcher,
     "evolution": EvolutionSearcher,
+    "profile": ProfileSearcher,  # option source: a run directory (prunegym.agents.profile)
+    "transfer": TransferSearcher,  # option source: a saved agent (prunegym.agents.transfer)
 }
 
 SEARCHERS: tuple[str, ...] = tuple(BASELINES) + tuple(ALGOS)
+#: Searchers that start from a source run and need its ``source`` option.
+SOURCED: tuple[str, ...] = ("profile", "transfer")
 
 
 def make_searcher(name: str, env: gym.Env | None = None, seed: int = 0, **options: Any) -> Searcher:

@@ -7,10 +7,12 @@ Searchers use only :mod:`prunegym.envs.contract`.
 
 from prunegym.envs.batchnorm import recalibrate_batchnorm
 from prunegym.envs.contract import (
+    GameDescription,
     PruningGame,
     ResetInfo,
     StepInfo,
     TerminalInfo,
+    describe_game,
     game_of,
 )
 from prunegym.envs.env import ChannelPruningEnv, PruningEnv, WeightPruningEnv
@@ -24,7 +26,7 @@ from prunegym.envs.evaluator import (
 from prunegym.envs.factory import make_pruning_env
 from prunegym.envs.latency import RealLatency
 from prunegym.envs.latency_table import LatencyTable
-from prunegym.envs.observation import FEATURES, OBSERVATION_SIZE
+from prunegym.envs.observation import FEATURE_NAMES, FEATURE_VERSION, FEATURES, OBSERVATION_SIZE
 from prunegym.envs.rewards import REWARDS, Reward, RewardResult, make_reward
 from prunegym.envs.scoring import NonFiniteOutputError, Score, score_batches
 from prunegym.envs.synthetic import SyntheticPruningEnv
@@ -38,6 +40,8 @@ __all__ = [
     "CHANNEL_ENV_ID",
     "ENV_IDS",
     "FEATURES",
+    "FEATURE_NAMES",
+    "FEATURE_VERSION",
     "OBSERVATION_SIZE",
     "REWARDS",
     "TARGETS",
@@ -46,6 +50,7 @@ __all__ = [
     "ChannelPruningEnv",
     "EvaluationError",
     "Evaluator",
+    "GameDescription",
     "LatencyTable",
     "NonFiniteOutputError",
     "ProxyResult",
@@ -63,6 +68,7 @@ __all__ = [
     "UnreachableBudgetError",
     "WeightPruningEnv",
     "canonical_device",
+    "describe_game",
     "evaluator_from_data",
     "game_of",
     "make_pruning_env",

@@ -98,6 +98,7 @@ class TerminalInfo(_TerminalInfo, total=False):
 
 #: Names of :class:`PruningGame`, the only attributes a searcher reads.
 GAME_ATTRIBUTES = (
+    "action_mapping",
     "n_units",
     "unit_names",
     "target_ratio",
@@ -113,6 +114,11 @@ GAME_ATTRIBUTES = (
 @runtime_checkable
 class PruningGame(Protocol):
     """Everything besides ``reset``/``step`` a searcher may call on a pruning env."""
+
+    @property
+    def action_mapping(self) -> str:
+        """Name and version of the action -> sparsity rule (an agent relies on it)."""
+        ...
 
     @property
     def n_units(self) -> int:
@@ -160,6 +166,10 @@ class _WrappedGame:
 
     def _get(self, name: str) -> Any:
         return self._env.get_wrapper_attr(name)
+
+    @property
+    def action_mapping(self) -> str:
+        return str(self._get("action_mapping"))
 
     @property
     def n_units(self) -> int:
@@ -210,3 +220,42 @@ def game_of(env: gym.Env) -> PruningGame:
                 "(see prunegym.envs.contract.PruningGame)"
             ) from None
     return _WrappedGame(env)
+
+
+# transfer: what an agent trained on a game depends on ---------------------------------
+class GameDescription(TypedDict):
+    """What an agent trained on a game depends on, and what the game's units are.
+
+    Recorded beside a saved agent and checked against the game it is transferred to
+    (``prunegym.agents.metadata``). ``unit_kinds`` (conv, depthwise, linear) and
+    ``unit_channels`` (prunable elements) are per unit, in execution order.
+    """
+
+    action_mapping: str
+    feature_version: int
+    observation_features: list[str]
+    granularity: str
+    round_to: int
+    target_kind: str
+    target_ratio: float
+    reward_name: str
+    min_sparsity: float
+    max_sparsity: float
+    unit_kinds: list[str]
+    unit_channels: list[int]
+
+
+def describe_game(env: gym.Env) -> GameDescription:
+    """The :class:`GameDescription` of ``env`` (wrapped or not): its ``game_description()``.
+
+    A ``TypeError`` when the env does not describe its game (then no agent can be
+    checked against it).
+    """
+    try:
+        describe = env.get_wrapper_attr("game_description")
+    except AttributeError:
+        raise TypeError(
+            f"{type(env).__name__} does not describe its game (no game_description()); "
+            "transferring an agent or a profile needs it"
+        ) from None
+    return describe()  # type: ignore[no-any-return]

@@ -13,6 +13,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from prunegym.envs.contract import GameDescription
 from prunegym.envs.evaluator import (
     EvaluationError,
     Evaluator,
@@ -21,7 +22,13 @@ from prunegym.envs.evaluator import (
     evaluator_from_data,
 )
 from prunegym.envs.game import WalledGame, check_bounds
-from prunegym.envs.observation import FEATURES, OBSERVATION_SIZE, ObservationBuilder
+from prunegym.envs.observation import (
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    FEATURES,
+    OBSERVATION_SIZE,
+    ObservationBuilder,
+)
 from prunegym.envs.rewards import make_reward
 from prunegym.envs.targets import TargetContext, check_target, make_target
 from prunegym.envs.wall import ActionWall
@@ -59,7 +66,7 @@ class PruningEnv(WalledGame):
     ``cost <= ratio * dense cost`` exactly (MACs and params: integers, no tolerance).
 
     ## Observation Space
-    ``Box(0, 1, (19,), float32)``, the same length and meaning for every model; features
+    ``Box(0, 1, ({size},), float32)``, the same length and meaning for every model; features
     are log scales with fixed ceilings or shares of the dense model's totals (never a
     per-model min-max), so an agent trained on one network can act on another:
 
@@ -218,6 +225,23 @@ class PruningEnv(WalledGame):
             seed=seed, reconstruction=recon,
         )  # fmt: skip
 
+    def game_description(self) -> GameDescription:
+        """What an agent trained on this env depends on (a saved agent records it)."""
+        return {
+            "action_mapping": self.action_mapping,
+            "feature_version": FEATURE_VERSION,
+            "observation_features": list(FEATURE_NAMES),
+            "granularity": self.granularity,
+            "round_to": self.round_to,
+            "target_kind": self.target.kind,
+            "target_ratio": self.target.ratio,
+            "reward_name": self.reward_fn.name,
+            "min_sparsity": self.min_sparsity,
+            "max_sparsity": self.max_sparsity,
+            "unit_kinds": [str(u.kind) for u in self.table],
+            "unit_channels": [int(c) for c in self.table.channels],
+        }
+
     def _observe(self) -> np.ndarray:
         t = self.step_index
         previous = float(self._sparsity[t - 1]) if t > 0 else 0.0
@@ -288,7 +312,11 @@ class PruningEnv(WalledGame):
         return metrics
 
 
-PruningEnv.__doc__ = (PruningEnv.__doc__ or "").replace("    {features}", _feature_doc())
+PruningEnv.__doc__ = (
+    (PruningEnv.__doc__ or "")
+    .replace("    {features}", _feature_doc())
+    .replace("({size},)", f"({OBSERVATION_SIZE},)")
+)
 
 
 class ChannelPruningEnv(PruningEnv):

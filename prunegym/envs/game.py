@@ -58,6 +58,11 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
 
     # the contract (prunegym.envs.contract.PruningGame) -------------------------------
     @property
+    def action_mapping(self) -> str:
+        """The action -> sparsity rule, versioned: a saved agent records it."""
+        return "absolute-v1"  # linear from [-1, 1] onto [min_sparsity, max_sparsity]
+
+    @property
     def n_units(self) -> int:
         """Episode length: one step per unit."""
         return len(self._names)

@@ -8,7 +8,7 @@ MACs, a fixed part costs ``fixed_share`` of the total, and the "accuracy" of a p
 ``base_accuracy - sum_i sensitivity[i] * s_i**2`` (the reward is that times
 ``reward_scale``; AMC's rewards are a few units in size). The optimum of that convex
 problem under the budget (ignoring rounding) is computed by :meth:`optimum`. Its
-observation is its own 8 features, not the real env's 19.
+observation is its own 8 features, not the real env's.
 """
 
 from __future__ import annotations

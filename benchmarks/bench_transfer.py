@@ -1,0 +1,182 @@
+"""Transfer benchmark: what a source search's agent (or its policy's profile) is worth on
+models it has never seen, at equal numbers of evaluated candidates.
+
+For every target config, seed and K (evaluations): the zero-shot agent (1 evaluation),
+the profile transfer (1), uniform (1), random search (K), DDPG from scratch (K, with
+``max(1, K // 4)`` warm-up episodes) and the transferred agent fine-tuned to K
+evaluations (the zero-shot episode plus K - 1 fine-tune episodes). Each is an ordinary
+``prunegym search`` run directory under OUT; ``--export-epochs E`` also fine-tunes every
+best policy for E epochs and reports its test accuracy. Prints a Markdown table (mean
++- std over the seeds) and writes OUT/results.json.
+
+    .venv/bin/python benchmarks/bench_transfer.py --source runs/transfer-source-resnet20 \
+        --targets configs/transfer-target-resnet56.yaml configs/transfer-target-plain20.yaml \
+        configs/transfer-target-vgg16.yaml configs/transfer-target-tv-resnet18.yaml \
+        --seeds 0 1 2 --k 1 10 30 --out benchmarks/out/transfer
+
+``--generalist CFG [CFG ...]`` first trains one agent on the workloads of several source
+configs in turn (:func:`prunegym.agents.train_generalist`, ``--generalist-episodes``) and
+adds its transfer rows. The source run must hold ``agent.zip`` and ``agent.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+METHODS = ("zero-shot", "profile", "uniform", "random", "ddpg-scratch", "transfer+ft")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--source", type=Path, required=True, help="the source search run directory")
+    p.add_argument("--targets", nargs="+", type=Path, required=True, help="target configs")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--k", nargs="+", type=int, default=[1, 10, 30], help="evaluations")
+    p.add_argument("--generalist", nargs="*", type=Path, default=[], help="source configs")
+    p.add_argument("--generalist-episodes", type=int, default=300)
+    p.add_argument("--export-epochs", type=int, default=0, help="fine-tune epochs (0: none)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="override a key of every target config")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out/transfer"))
+    args = p.parse_args(argv)
+    if min(args.k) < 1:
+        p.error("--k values must be >= 1")
+    return args
+
+
+def train_generalist_source(configs: list[Path], episodes: int, out: Path) -> Path:
+    """One agent trained on every config's workload in turn; returns its agent zip."""
+    from prunegym.agents import save_agent, train_generalist
+    from prunegym.experiments.config import load_config
+    from prunegym.experiments.search import build_env, build_workload
+    from prunegym.experiments.transfer_command import workload_source
+
+    cfgs = [load_config(c) for c in configs]
+    envs = [build_env(cfg, *build_workload(cfg)) for cfg in cfgs]
+    warmup = int(cfgs[0].search.options.get("warmup_episodes", 100))
+    run = train_generalist(envs, episodes, seed=cfgs[0].seed, warmup_episodes=warmup)
+    return save_agent(run, out / "generalist" / "agent.zip",
+                      source=[workload_source(c) for c in cfgs])  # fmt: skip
+
+
+def plan(args: argparse.Namespace, sources: dict[str, Path]) -> list[dict[str, Any]]:
+    """Every run of the benchmark: method, source, evaluations, searcher and options."""
+    runs: list[dict[str, Any]] = []
+    for name, src in sources.items():
+        tag = "" if name == "source" else f" ({name})"
+        runs.append({"method": f"zero-shot{tag}", "k": 1, "agent": "transfer",
+                     "options": {"source": str(src)}})  # fmt: skip
+        runs += [{"method": f"transfer+ft{tag}", "k": k, "agent": "transfer",
+                  "options": {"source": str(src)}} for k in args.k if k > 1]  # fmt: skip
+    runs.append({"method": "profile", "k": 1, "agent": "profile",
+                 "options": {"source": str(args.source)}})  # fmt: skip
+    runs.append({"method": "uniform", "k": 1, "agent": "uniform", "options": {}})
+    runs += [{"method": "random", "k": k, "agent": "random", "options": {}} for k in args.k]
+    runs += [{"method": "ddpg-scratch", "k": k, "agent": "ddpg",
+              "options": {"warmup_episodes": max(1, k // 4)}} for k in args.k]  # fmt: skip
+    return runs
+
+
+def run_one(target: Path, seed: int, spec: dict[str, Any], args: argparse.Namespace,
+            run_dir: Path) -> dict[str, Any]:  # fmt: skip
+    """One search run directory; its best policy's proxy (and test) accuracy."""
+    from prunegym.agents import RunMetadataCallback
+    from prunegym.experiments.config import apply_overrides, from_dict, load_config
+    from prunegym.experiments.search import run_search
+    from prunegym.experiments.transfer_command import workload_source
+
+    data = load_config(target).to_dict()
+    data["search"] = {"agent": spec["agent"], "episodes": spec["k"], "options": spec["options"]}
+    data["seed"] = seed
+    quiet = {"run.progress": False, "run.tensorboard": False}
+    cfg = from_dict(apply_overrides(apply_overrides(data, args.overrides), quiet))
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    start = time.perf_counter()
+    metadata = RunMetadataCallback(run_dir, workload_source(cfg))
+    outcome = run_search(cfg, run_dir, command=["bench_transfer.py"], extra_callbacks=[metadata])
+    result = outcome.result
+    best = result.best
+    row = {"reward": best.reward, "accuracy": best.accuracy, "evaluations": result.episodes,
+           "macs_ratio": best.metrics.get("macs_ratio", math.nan),
+           "best_so_far": result.best_so_far().tolist(),
+           "seconds": time.perf_counter() - start}  # fmt: skip
+    if args.export_epochs > 0:
+        from prunegym.experiments.export import ExportOptions, export_run
+
+        metrics = export_run(run_dir, ExportOptions(epochs=args.export_epochs, progress=False))
+        row["test_accuracy"] = metrics["pruned"]["top1"]
+    return row
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} +- {std:.4f}"
+
+
+def evaluations_to_reach(curves: list[list[float]], goal: float) -> str:
+    """Mean evaluations a method's best-so-far needs to reach ``goal`` (``>N``: never)."""
+    hits = [next((i + 1 for i, r in enumerate(c) if r >= goal), None) for c in curves]
+    if any(h is None for h in hits):
+        return f">{max(len(c) for c in curves)}"
+    return f"{statistics.mean([h for h in hits if h is not None]):.1f}"
+
+
+def table(results: dict[str, list[dict[str, Any]]], kmax: int) -> str:
+    """The Markdown table of one target: a row per method and K, mean +- std over seeds."""
+    scratch = results.get(f"ddpg-scratch@{kmax}", [])
+    goal = statistics.mean([r["reward"] for r in scratch]) if scratch else math.nan
+    lines = ["| method | evaluations | proxy accuracy | test accuracy | reward | MACs ratio | "
+             f"evaluations to DDPG@{kmax}'s reward |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key, rows in results.items():
+        method, k = key.rsplit("@", 1)
+        reach = "-" if math.isnan(goal) else evaluations_to_reach(
+            [r["best_so_far"] for r in rows], goal)  # fmt: skip
+        lines.append(
+            f"| {method} | {k} | {_mean_std([r['accuracy'] for r in rows])} | "
+            f"{_mean_std([r.get('test_accuracy', math.nan) for r in rows])} | "
+            f"{_mean_std([r['reward'] for r in rows])} | "
+            f"{_mean_std([r['macs_ratio'] for r in rows])} | {reach} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sources = {"source": args.source}
+    if args.generalist:
+        episodes = args.generalist_episodes
+        sources["generalist"] = train_generalist_source(args.generalist, episodes, args.out)
+    summary: dict[str, Any] = {"source": str(args.source), "seeds": args.seeds, "k": args.k,
+                               "targets": {}}  # fmt: skip
+    for target in args.targets:
+        results: dict[str, list[dict[str, Any]]] = {}
+        for spec in plan(args, sources):
+            key = f"{spec['method']}@{spec['k']}"
+            for seed in args.seeds:
+                run_dir = args.out / target.stem / f"{key.replace('@', '-k')}-seed{seed}"
+                run_dir = Path(str(run_dir).replace(" ", "_").replace("(", "").replace(")", ""))
+                row = run_one(target, seed, spec, args, run_dir)
+                results.setdefault(key, []).append(row)
+                print(f"{target.stem} {key} seed {seed}: reward {row['reward']:.4f}, "
+                      f"accuracy {row['accuracy']:.4f}", flush=True)  # fmt: skip
+        summary["targets"][str(target)] = results
+        print(f"\n### {target.stem}\n\n{table(results, max(args.k))}\n", flush=True)
+    (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

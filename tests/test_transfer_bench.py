@@ -1,0 +1,63 @@
+"""The transfer configs load, and benchmarks/bench_transfer.py runs every method on a tiny
+setting (digits, one seed, K = 1, 2) and prints its table (not the real measurement)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from prunegym.agents import RunMetadataCallback
+from prunegym.experiments.config import load_config
+from prunegym.experiments.search import run_search
+from prunegym.experiments.transfer_command import transfer_config, workload_source
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["run.progress=false", "run.tensorboard=false", "run.threads=1"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("transfer-*.yaml")),
+                         ids=lambda p: p.stem)  # fmt: skip
+def test_every_transfer_config_loads_and_becomes_a_transfer(path, tmp_path):
+    cfg = load_config(path)
+    assert cfg.env.ratio == 0.5 and cfg.env.target == "macs"
+    if path.stem.startswith("transfer-source-"):
+        assert cfg.search.agent == "ddpg" and cfg.workload.checkpoint
+    else:
+        run = transfer_config(path, tmp_path, "agent", 10, [])
+        assert (run.search.agent, run.search.episodes) == ("transfer", 11)
+
+
+def _bench():
+    path = ROOT / "benchmarks" / "bench_transfer.py"
+    spec = importlib.util.spec_from_file_location("bench_transfer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys):
+    source = tmp_path / "source"
+    cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
+                      "search.episodes=3", "search.options.warmup_episodes=1"])  # fmt: skip
+    run_search(cfg, source, extra_callbacks=[RunMetadataCallback(source, workload_source(cfg))])
+    out = tmp_path / "bench"
+    argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
+            "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--set", "env.ratio=0.4",
+            "--seeds", "0", "--k", "1", "2", "--out", str(out)]  # fmt: skip
+    assert _bench().main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| method | evaluations | proxy accuracy |" in printed
+    for row in ("| zero-shot | 1 |", "| transfer+ft | 2 |", "| profile | 1 |", "| uniform | 1 |",
+                "| random | 2 |", "| ddpg-scratch | 2 |"):  # fmt: skip
+        assert row in printed
+    results = json.loads((out / "results.json").read_text())["targets"]
+    (target,) = results.values()
+    assert [r["evaluations"] for r in target["random@2"]] == [2]
+    assert [r["evaluations"] for r in target["uniform@1"]] == [1]
+    zero = target["zero-shot@1"][0]["reward"]
+    assert target["transfer+ft@2"][0]["best_so_far"][0] == zero  # episode 0 is the zero-shot
+    for rows in target.values():
+        assert rows[0]["macs_ratio"] <= 0.4
