@@ -55,8 +55,8 @@ def train_generalist_source(configs: list[Path], episodes: int, out: Path) -> Pa
     """One agent trained on every config's workload in turn; returns its agent zip."""
     from prunegym.agents import save_agent, train_generalist
     from prunegym.experiments.config import load_config
+    from prunegym.experiments.rundir import workload_source
     from prunegym.experiments.search import build_env, build_workload
-    from prunegym.experiments.transfer_command import workload_source
 
     cfgs = [load_config(c) for c in configs]
     envs = [build_env(cfg, *build_workload(cfg)) for cfg in cfgs]
@@ -87,10 +87,8 @@ def plan(args: argparse.Namespace, sources: dict[str, Path]) -> list[dict[str, A
 def run_one(target: Path, seed: int, spec: dict[str, Any], args: argparse.Namespace,
             run_dir: Path) -> dict[str, Any]:  # fmt: skip
     """One search run directory; its best policy's proxy (and test) accuracy."""
-    from prunegym.agents import RunMetadataCallback
     from prunegym.experiments.config import apply_overrides, from_dict, load_config
     from prunegym.experiments.search import run_search
-    from prunegym.experiments.transfer_command import workload_source
 
     data = load_config(target).to_dict()
     data["search"] = {"agent": spec["agent"], "episodes": spec["k"], "options": spec["options"]}
@@ -100,8 +98,7 @@ def run_one(target: Path, seed: int, spec: dict[str, Any], args: argparse.Namesp
     if run_dir.exists():
         shutil.rmtree(run_dir)
     start = time.perf_counter()
-    metadata = RunMetadataCallback(run_dir, workload_source(cfg))
-    outcome = run_search(cfg, run_dir, command=["bench_transfer.py"], extra_callbacks=[metadata])
+    outcome = run_search(cfg, run_dir, command=["bench_transfer.py"])
     result = outcome.result
     best = result.best
     row = {"reward": best.reward, "accuracy": best.accuracy, "evaluations": result.episodes,

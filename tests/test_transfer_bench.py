@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from prunegym.agents import RunMetadataCallback
 from prunegym.experiments.config import load_config
 from prunegym.experiments.search import run_search
-from prunegym.experiments.transfer_command import transfer_config, workload_source
+from prunegym.experiments.transfer_command import transfer_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["run.progress=false", "run.tensorboard=false", "run.threads=1"]
@@ -42,7 +41,7 @@ def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys)
     source = tmp_path / "source"
     cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
                       "search.episodes=3", "search.options.warmup_episodes=1"])  # fmt: skip
-    run_search(cfg, source, extra_callbacks=[RunMetadataCallback(source, workload_source(cfg))])
+    run_search(cfg, source)
     out = tmp_path / "bench"
     argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
             "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--set", "env.ratio=0.4",

@@ -10,22 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from prunegym.agents import RunMetadataCallback
-from prunegym.experiments import cli
 from prunegym.experiments.cli import main
 from prunegym.experiments.config import load_config
 from prunegym.experiments.export import ExportOptions, export_run
 from prunegym.experiments.search import run_search
-from prunegym.experiments.transfer_command import workload_source
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 QUIET = ["run.progress=false", "run.tensorboard=false", "run.threads=1", "run.checkpoint_every=1"]
-
-
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch):
-    # LEAD: once cli.COMMANDS has "transfer", this fixture is a no-op and may go
-    monkeypatch.setitem(cli.COMMANDS, "transfer", "prunegym.experiments.transfer_command:TRANSFER")
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +25,7 @@ def source(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("src") / "run"
     cfg = load_config(CONFIGS / "digits.yaml", [*QUIET, "workload.train_epochs=1",
                       "search.episodes=3", "search.options.warmup_episodes=1"])  # fmt: skip
-    # LEAD: run_search should write agent.json/game.json itself (RunMetadataCallback)
-    run_search(cfg, run, extra_callbacks=[RunMetadataCallback(run, workload_source(cfg))])
+    run_search(cfg, run)  # writes agent.json and game.json itself
     return run
 
 

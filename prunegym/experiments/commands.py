@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "report": "prunegym.experiments.report",
     "demo": "prunegym.experiments.demo",
     "bench": "prunegym.experiments.bench.command",
+    "transfer": "prunegym.experiments.transfer_command",
 }
 
 

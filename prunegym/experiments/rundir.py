@@ -199,3 +199,33 @@ def read_json(path: Path) -> dict[str, Any]:
         if isinstance(data, dict):
             return data
     return {}
+
+
+def workload_source(cfg: Any) -> dict[str, Any]:
+    """What a run records as its model and dataset (``agent.json``, ``game.json``)."""
+    w = cfg.workload
+    return {"model": w.model, "checkpoint": w.checkpoint, "dataset": w.dataset}
+
+
+TRANSFER_FILE = "transfer.json"
+MODES = {"agent": "transfer", "profile": "profile"}  # transfer --mode -> searcher name
+
+
+def transfer_mode(searcher_name: str) -> str:
+    """The ``--mode`` of a transfer searcher (``transfer`` -> agent, ``profile``)."""
+    return next(mode for mode, name in MODES.items() if name == searcher_name)
+
+
+class TransferFileCallback:
+    """Writes ``transfer.json`` from the searcher's ``report()`` when the search ends
+    (a search callback; also what a resumed transfer run should use)."""
+
+    def __init__(self, run_dir: Path, source: Path, mode: str) -> None:
+        self.path = run_dir / TRANSFER_FILE
+        self.source, self.mode = source, mode
+
+    def on_search_end(self, searcher: Any, result: Any) -> None:
+        from prunegym.utils.files import write_json
+
+        write_json(self.path, {**searcher.report(), "mode": self.mode,
+                               "from": str(self.source.resolve())})  # fmt: skip

@@ -34,7 +34,10 @@ from prunegym.experiments.rundir import (
     BEST_POLICY_FILE,
     CHECKPOINT_FILE,
     HistoryFile,
+    TransferFileCallback,
     open_run_dir,
+    transfer_mode,
+    workload_source,
     write_config,
     write_run_info,
     write_summary,
@@ -94,6 +97,8 @@ def _callbacks(cfg: Config, run_dir: Path, extra: Sequence[Any]) -> list[Any]:
         ProgressBarCallback,
         TensorBoardCallback,
     )
+    from prunegym.agents.metadata import RunMetadataCallback
+    from prunegym.agents.searchers import SOURCED
 
     callbacks: list[Any] = [
         BestPolicyCallback(run_dir / BEST_POLICY_FILE),
@@ -105,6 +110,10 @@ def _callbacks(cfg: Config, run_dir: Path, extra: Sequence[Any]) -> list[Any]:
                    if isinstance(v, int | float | str | bool)}  # fmt: skip
         callbacks.append(TensorBoardCallback(run_dir / "tb", hparams=hparams))
     callbacks.append(ProgressBarCallback(cfg.search.episodes, disable=not cfg.run.progress))
+    callbacks.append(RunMetadataCallback(run_dir, workload_source(cfg)))  # agent.json, game.json
+    if cfg.search.agent in SOURCED:  # also on --resume, so transfer.json counts every episode
+        source = Path(cfg.search.options["source"])
+        callbacks.append(TransferFileCallback(run_dir, source, transfer_mode(cfg.search.agent)))
     callbacks.extend(extra)
     return callbacks
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prunegym.experiments.cli import Command
+from prunegym.experiments.commands import Command
 from prunegym.experiments.config import (
     Config,
     ConfigError,
@@ -32,9 +32,7 @@ from prunegym.experiments.config import (
     from_dict,
     load_config,
 )
-
-TRANSFER_FILE = "transfer.json"
-MODES = {"agent": "transfer", "profile": "profile"}  # --mode -> searcher name
+from prunegym.experiments.rundir import MODES
 
 
 def _non_negative_int(text: str) -> int:
@@ -104,12 +102,6 @@ def transfer_config(
     return cfg
 
 
-def workload_source(cfg: Config) -> dict[str, Any]:
-    """What a run records as its model and dataset (``agent.json``, ``game.json``)."""
-    w = cfg.workload
-    return {"model": w.model, "checkpoint": w.checkpoint, "dataset": w.dataset}
-
-
 def _check_source(source: Path, mode: str) -> None:
     """Errors found before anything is built: a missing or unreadable source."""
     if mode == "agent":
@@ -122,33 +114,14 @@ def _check_source(source: Path, mode: str) -> None:
         read_profile(source)
 
 
-class TransferFileCallback:
-    """Writes ``transfer.json`` from the searcher's ``report()`` when the search ends
-    (a search callback; also what a resumed transfer run should use)."""
-
-    def __init__(self, run_dir: Path, source: Path, mode: str) -> None:
-        self.path = run_dir / TRANSFER_FILE
-        self.source, self.mode = source, mode
-
-    def on_search_end(self, searcher: Any, result: Any) -> None:
-        from prunegym.utils.files import write_json
-
-        write_json(self.path, {**searcher.report(), "mode": self.mode,
-                               "from": str(self.source.resolve())})  # fmt: skip
-
-
 def _run(args: argparse.Namespace) -> int:
-    from prunegym.agents.metadata import RunMetadataCallback
     from prunegym.experiments.search import check_config, run_search
 
     overrides = [*args.overrides, *(["run.progress=false"] if args.no_progress else [])]
     cfg = transfer_config(args.config, args.source, args.mode, args.episodes, overrides)
     check_config(cfg)
     _check_source(args.source, args.mode)
-    callbacks = [RunMetadataCallback(args.out, workload_source(cfg)),
-                 TransferFileCallback(args.out, args.source, args.mode)]  # fmt: skip
-    outcome = run_search(cfg, args.out, command=getattr(args, "argv", sys.argv),
-                         extra_callbacks=callbacks)  # fmt: skip
+    outcome = run_search(cfg, args.out, command=getattr(args, "argv", sys.argv))
     result = outcome.result
     if outcome.status == "interrupted":
         print(f"prunegym: interrupted after {result.episodes}/{cfg.search.episodes} episodes; "
@@ -176,7 +149,7 @@ def _metrics(record: Any) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in record.metrics.items())
 
 
-TRANSFER = Command(
+COMMAND = Command(
     name="transfer",
     help="use a search's agent (zero-shot, then K fine-tune episodes) or its best policy's "
     "profile on another model; writes a search run directory plus transfer.json",

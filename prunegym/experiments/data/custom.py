@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from prunegym.experiments.data.pools import ConcatPool, DatasetPool, Pool, TensorPool
-from prunegym.experiments.data.splits import (
+from prunegym.experiments.data.subsets import (
     SPLITS,
-    DataSplits,
     SplitDataset,
     carve_reward_val,
     check_reward_val_size,
 )
+
+if TYPE_CHECKING:
+    from prunegym.experiments.data.splits import DataSplits
 
 __all__ = ["IN_MEMORY_SOURCES", "identity", "splits_from_datasets", "splits_from_tensors"]
 
@@ -36,6 +38,7 @@ def identity(x: Any) -> Any:
 
 
 def splits_from_tensors(
+    cls: type[DataSplits],
     train: Any,
     reward_val: Any = None,
     test: Any = None,
@@ -53,10 +56,11 @@ def splits_from_tensors(
             raise ValueError(f"{a} and {b} are the same tensors: the splits must be disjoint")
     top = max(int(p.labels.max()) for p in parts.values())
     classes = _classes(num_classes, top)
-    return _assemble(name, parts, None, reward_val_size, seed, classes, "tensors")
+    return _assemble(cls, name, parts, None, reward_val_size, seed, classes, "tensors")
 
 
 def splits_from_datasets(
+    cls: type[DataSplits],
     train: Any,
     reward_val: Any = None,
     test: Any = None,
@@ -82,7 +86,7 @@ def splits_from_datasets(
     top = max(_max_label(datasets[s], s) for s in parts) if num_classes is None else -1
     plain = DatasetPool(plain_train) if plain_train is not None else None
     classes = _classes(num_classes, top)
-    return _assemble(name, parts, plain, reward_val_size, seed, classes, "datasets")
+    return _assemble(cls, name, parts, plain, reward_val_size, seed, classes, "datasets")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -169,6 +173,7 @@ def _shape(t: torch.Tensor) -> str:
 
 
 def _assemble(
+    cls: type[DataSplits],
     name: str,
     parts: Mapping[str, Pool],
     plain_train: Pool | None,
@@ -202,7 +207,7 @@ def _assemble(
     example, _ = plain_pool.raw(int(train_idx[0]))
     augmented = plain_train is not None
     train = SplitDataset(pool, train_idx, "train", identity, augmented)
-    return DataSplits(
+    return cls(
         name=name,
         train=train,
         reward_val=SplitDataset(plain_pool, reward_idx, "reward_val", identity, False),
