@@ -1,6 +1,6 @@
 """Seconds per search episode next to its floor, with each evaluator trick on and off.
 
-Usage: python benchmarks/bench_episode.py [--checkpoint runs/resnet20-fmnist/model.pt]
+Usage: python benchmarks/bench_episode.py [--checkpoint benchmarks/checkpoints/resnet20-fmnist.pt]
        [--episodes 5] [--ratio 0.5] [--reward-val 5000] [--threads N] [--latency]
 
 Workload: ResNet-20 on Fashion-MNIST (1x28x28), 5000 reward images, MACs target. The

@@ -1,7 +1,7 @@
 """Ray workers: seconds per candidate episode with 1..N workers against the serial path,
 and the scale of one ResNet-50 episode on CPU.
 
-Usage: python benchmarks/bench_ray.py [--checkpoint runs/resnet20-fmnist/model.pt]
+Usage: python benchmarks/bench_ray.py [--checkpoint benchmarks/checkpoints/resnet20-fmnist.pt]
            [--episodes 8] [--workers 1 2] [--reward-val 5000]
        python benchmarks/bench_ray.py --resnet50 [--images 256] [--weights resnet50.pth]
 
