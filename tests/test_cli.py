@@ -17,6 +17,11 @@ EXPECTED_DEFAULTS = {
     "run": ["(default: 5)", "(default: 64)"],
     "report": [],
     "demo": ["(default: 100)", "(default: 25)", "(default: runs/demo)"],
+    "bench": [],
+    "transfer": [
+        "--episodes K fine-tune episodes after the zero-shot one (0: zero-shot only) (default: 0)",
+        "(default: agent)",
+    ],
 }
 
 
@@ -33,7 +38,7 @@ def test_help_shows_defaults(capsys: pytest.CaptureFixture[str], command: str) -
     assert "(default: None)" not in text and "(default: False)" not in text
 
 
-@pytest.mark.parametrize("command", ["search", "run", "export"])
+@pytest.mark.parametrize("command", ["search", "run", "export", "transfer"])
 def test_help_says_agent_files_and_run_dirs_must_be_trusted(
     capsys: pytest.CaptureFixture[str], command: str
 ) -> None:

@@ -42,7 +42,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     ``None``, ``False`` or an empty list)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is argparse.SUPPRESS or action.default in (None, False, []):
+        default = action.default
+        # identity, not ==: a default of 0 or 0.0 is worth showing, False and None are not
+        if default is argparse.SUPPRESS or default is None or default is False or default == []:
             return action.help or ""
         return super()._get_help_string(action) or ""
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from prunegym.experiments.arguments import TRUSTED_SOURCE_NOTE
 from prunegym.experiments.commands import Command
 from prunegym.experiments.config import (
     Config,
@@ -79,7 +80,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=tuple(MODES),
         default="agent",
-        help="agent: the source's agent; profile: its best policy's shape (agent)",
+        help="agent: the source's agent; profile: its best policy's shape",
     )
     p.add_argument("--out", required=True, type=Path, help="the new run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
@@ -155,4 +156,5 @@ COMMAND = Command(
     "profile on another model; writes a search run directory plus transfer.json",
     configure=_configure,
     run=_run,
+    epilog=TRUSTED_SOURCE_NOTE,
 )
