@@ -19,7 +19,7 @@ EXPECTED_DEFAULTS = {
     "demo": ["(default: 100)", "(default: 25)", "(default: runs/demo)"],
     "bench": [],
     "transfer": [
-        "--episodes K fine-tune episodes after the zero-shot one (0: zero-shot only) (default: 0)",
+        "shot only) (default: 0)",
         "(default: agent)",
     ],
 }
