@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from fractions import Fraction
 from types import SimpleNamespace
@@ -394,12 +395,60 @@ def test_an_explicit_evaluator_and_tensor_data_work() -> None:
     assert env.evaluator is evaluator and env.example_input.shape == (1, 1, 8, 8)
     _, info = env.play([0.5] * env.n_units)
     assert info["metrics"]["eval_samples"] == 16
-    tensors_env = PruningEnv(make_model("smallcnn", in_channels=1), (x, y), ratio=0.6)
-    assert tensors_env.play([0.5] * env.n_units)[0] == pytest.approx(info["reward"])
     with pytest.raises(ValueError, match="reward_val"):
         PruningEnv(make_model("smallcnn", in_channels=1), object())
     with pytest.raises(ValueError, match="data="):
         PruningEnv(make_model("smallcnn", in_channels=1))
+
+
+def test_tensor_data_is_refused_with_a_pointer_to_data_splits() -> None:
+    """``data=(x, y)`` had no train split: BN recalibration went silently off."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+    for data in ((x, y), [x, y]):
+        with pytest.raises(ValueError, match=r"DataSplits\.from_tensors\(train=\(x, y\)\)") as e:
+            PruningEnv(make_model("smallcnn", in_channels=1), data, ratio=0.6)
+        assert "\n" not in str(e.value)
+
+
+class _CountsCopies(nn.Sequential):
+    """A model that counts how often it is deep-copied."""
+
+    copies = 0
+
+    def __deepcopy__(self, memo: dict) -> _CountsCopies:
+        type(self).copies += 1
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
+
+
+def test_env_spec_holds_the_callers_model_and_never_copies_it() -> None:
+    torch.manual_seed(0)
+    model = _CountsCopies(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    data = tiny_data()
+    env = gym.make(CHANNEL_ENV_ID, model=model, data=data, evaluator_options=FAST)
+    made = _CountsCopies.copies  # the env's own private copy (and its helpers')
+    assert made >= 1
+    specs = [env.spec for _ in range(3)] + [env.unwrapped.spec]
+    specs += [w.spec for w in _wrappers(env)]
+    assert all(s is not None and s.kwargs["model"] is model for s in specs)
+    assert all(s.kwargs["data"] is data for s in specs)
+    assert _CountsCopies.copies == made  # no access copied the model
+    again = gym.make(env.spec)  # the spec still makes the same env
+    assert again.unwrapped.n_units == env.unwrapped.n_units
+
+
+def _wrappers(env: gym.Env) -> list[gym.Wrapper]:
+    out = []
+    while isinstance(env, gym.Wrapper):
+        out.append(env)
+        env = env.env
+    return out
 
 
 def test_real_latency_can_be_reported_for_a_macs_target() -> None:

@@ -20,6 +20,7 @@ from prunegym.agents import (
     play_episode,
 )
 from prunegym.envs import ProxyResult, PruningEnv
+from prunegym.experiments import DataSplits
 from prunegym.experiments.models import build_model
 
 
@@ -81,7 +82,8 @@ def test_ddpg_with_amc_settings_beats_random_search_on_the_real_env():
 def _tiny_env(**kwargs) -> PruningEnv:
     """smallcnn on 16 random 8x8 images: a real env (evaluator, wall, pruner) in ms."""
     gen = torch.Generator().manual_seed(0)
-    data = (torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen))
+    x, y = torch.randn(32, 1, 8, 8, generator=gen), torch.randint(0, 10, (32,), generator=gen)
+    data = DataSplits.from_tensors((x, y), reward_val_size=16)
     model = make_model("smallcnn", in_channels=1)
     return PruningEnv(model, data, ratio=0.4, evaluator_options={"mode": "masked"}, **kwargs)
 

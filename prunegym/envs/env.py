@@ -92,8 +92,9 @@ class PruningEnv(WalledGame):
 
     ## Arguments
     ``model`` (a trained ``nn.Module``), ``data`` (an object with ``reward_val`` and
-    ``train`` Datasets, e.g. ``prunegym.experiments.build_data(...)``, or tensors
-    ``(x, y)`` of reward images) or ``evaluator`` (an :class:`Evaluator`); ``target``
+    ``train`` Datasets, e.g. ``prunegym.experiments.build_data(...)`` or, for your own
+    tensors, ``prunegym.experiments.DataSplits.from_tensors(train=(x, y))``) or
+    ``evaluator`` (an :class:`Evaluator`); ``target``
     (``macs``, ``params`` or ``latency``) and ``ratio`` in (0, 1] (the fraction of the
     dense cost the result may keep); ``min_sparsity``/``max_sparsity``; ``importance``;
     ``round_to`` (channel rounding, default 8; 1 for weights); ``reward`` and

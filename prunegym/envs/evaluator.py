@@ -295,15 +295,21 @@ def evaluator_from_data(data: Any, **options: Any) -> Evaluator:
     """An :class:`Evaluator` on ``data.reward_val`` with calibration from the train split.
 
     ``data`` is any object with a ``reward_val`` Dataset (and optionally ``train``; an
-    un-augmented ``plain("train")`` is preferred), or a tuple of tensors ``(x, y)`` of
-    reward images (then there is no calibration data). The test split is never read.
+    un-augmented ``plain("train")`` is preferred). Bare tensors ``(x, y)`` are refused:
+    they carry no train split, so batch-norm recalibration and reconstruction would be
+    off without a word. The test split is never read.
     """
     if isinstance(data, (tuple, list)):
-        return Evaluator(data, **options)
+        raise ValueError(
+            "data=(x, y) is not accepted (it has no train split, so BN recalibration and "
+            "reconstruction would silently be off): pass "
+            "prunegym.experiments.DataSplits.from_tensors(train=(x, y)), or "
+            "evaluator=Evaluator((x, y)) to score on those tensors alone"
+        )
     reward_val = getattr(data, "reward_val", None)
     if reward_val is None:
         raise ValueError(
-            f"data must have a reward_val split (or be tensors (x, y)); got {type(data).__name__}"
+            f"data must have a reward_val split (e.g. a DataSplits); got {type(data).__name__}"
         )
     calibration = None
     if callable(getattr(data, "plain", None)):

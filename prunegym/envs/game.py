@@ -16,8 +16,10 @@ from typing import Any, cast
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from prunegym.envs.contract import ResetInfo, StepInfo, TerminalInfo
+from prunegym.envs.spec import shared_spec
 from prunegym.envs.targets import Target
 from prunegym.envs.wall import ActionWall
 
@@ -43,6 +45,7 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
+    _spec: EnvSpec | None = None
     wall: ActionWall
     target: Target
     min_sparsity: float
@@ -55,6 +58,15 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
         self.target = wall.target
         self.min_sparsity, self.max_sparsity = wall.min_sparsity, wall.max_sparsity
         self._t: int | None = None
+
+    @property  # type: ignore[override]  # gym.Env declares a plain attribute
+    def spec(self) -> EnvSpec | None:
+        """The spec ``gym.make`` set; its deep copies share the caller's model and data."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        self._spec = shared_spec(value)
 
     # the contract (prunegym.envs.contract.PruningGame) -------------------------------
     @property
