@@ -28,6 +28,7 @@ from prunegym.envs import (
     WEIGHT_ENV_ID,
     EvaluationError,
     Evaluator,
+    ProxyResult,
     PruningEnv,
     RealLatency,
     game_of,
@@ -362,8 +363,53 @@ def test_rewards_registry() -> None:
         "log_macs",
     }
     assert make_reward("accuracy")(metrics).value == 0.9
+    retention = make_reward("retention")(metrics)
+    assert retention.value == pytest.approx(0.9 / 0.95)
+    assert retention.terms == {"accuracy_retention": retention.value}
     trade = make_reward("tradeoff", {"accuracy": 2.0, "params": 0.0})(metrics)
     assert trade.value == pytest.approx(2 * 0.9 / 0.95 + 0.2 * 0.5)
+
+
+class _FixedRetention:
+    """A stand-in evaluator (the env's public ``evaluator=``): the dense model scores
+    ``dense``, every pruned candidate ``retention * dense``."""
+
+    def __init__(self, dense: float, retention: float, example_input: torch.Tensor) -> None:
+        self.device = torch.device("cpu")
+        self.example_input = example_input
+        self.dense, self.retention = dense, retention
+
+    def calibration_inputs(self) -> list:
+        return []
+
+    def calibration_pair(self) -> None:
+        return None
+
+    def evaluate_model(self, model: nn.Module) -> ProxyResult:
+        return ProxyResult(self.dense, 0.0, 1, "dense", 0.0)
+
+    def evaluate(self, pruner: Any, policy: Any) -> ProxyResult:
+        return ProxyResult(self.retention * self.dense, 0.0, 1, "masked", 0.0)
+
+
+def test_the_default_reward_has_the_same_scale_on_small_and_large_models() -> None:
+    """smallcnn on 8x8 inputs (3 MMACs) and MobileNetV2 on 32x32 (~90 MMACs), different
+    dense accuracies:
+    the same accuracy retention is the same reward, in [0, 1] (``amc`` would differ by the
+    log of each model's MACs)."""
+    rewards: dict[float, list[float]] = {}
+    macs = []
+    for arch, dense, size in (("smallcnn", 0.62, 8), ("mobilenetv2", 0.93, 32)):
+        for retention in (0.5, 0.9, 1.0):
+            ev = _FixedRetention(dense, retention, torch.zeros(1, 1, size, size))
+            env = PruningEnv(make_model(arch, in_channels=1), evaluator=ev, ratio=0.5)
+            reward, info = env.play([0.6] * env.n_units)
+            assert info["reward_name"] == "retention"
+            rewards.setdefault(retention, []).append(reward)
+        macs.append(env.table.total.macs)
+    assert macs[1] > 20 * macs[0]  # very different sizes
+    for retention, pair in rewards.items():
+        assert pair == pytest.approx([retention, retention])
 
 
 def test_latency_target_uses_a_lookup_and_reports_real_latency() -> None:

@@ -22,7 +22,7 @@ from prunegym.envs.evaluator import (
 )
 from prunegym.envs.game import WalledGame, check_bounds
 from prunegym.envs.observation import FEATURES, OBSERVATION_SIZE, ObservationBuilder
-from prunegym.envs.rewards import make_reward
+from prunegym.envs.rewards import DEFAULT_REWARD, make_reward
 from prunegym.envs.targets import TargetContext, check_target, make_target
 from prunegym.envs.wall import ActionWall
 from prunegym.pruners import ChannelPruner, LayerTable, PruningPolicy, Reconstructor, WeightPruner
@@ -68,11 +68,13 @@ class PruningEnv(WalledGame):
     {features}
 
     ## Rewards
-    0 on every step but the last. At the last step, the named reward (``amc``:
-    ``-error * ln(MACs)``; ``accuracy``: the proxy accuracy under the hard budget;
-    ``tradeoff``: ``w_acc * acc / dense_acc + w_macs * (1 - MACs ratio) + w_params *
-    (1 - params ratio)``, weights via ``reward_weights``), computed from the evaluator's
-    proxy accuracy. Its terms are in ``info["reward_terms"]``.
+    0 on every step but the last. At the last step, the named reward computed from the
+    evaluator's proxy accuracy: ``retention`` (default), ``acc / dense_acc``, the same
+    scale on every model; ``accuracy`` (AMC's ``acc_reward``); ``amc``, ``-error *
+    ln(MACs)``, whose scale depends on the model's absolute MACs; ``tradeoff``, ``w_acc *
+    acc / dense_acc + w_macs * (1 - MACs ratio) + w_params * (1 - params ratio)``, weights
+    via ``reward_weights``. :mod:`prunegym.envs.rewards` says when each fits. Its terms
+    are in ``info["reward_terms"]``.
 
     ## Starting State
     ``reset(seed=...)`` restores the unpruned state: no unit decided, the first unit
@@ -131,7 +133,7 @@ class PruningEnv(WalledGame):
         max_sparsity: float = 0.8,
         importance: str = "l1",
         round_to: int | None = None,
-        reward: str = "amc",
+        reward: str = DEFAULT_REWARD,
         reward_weights: Mapping[str, float] | None = None,
         evaluator_options: Mapping[str, Any] | None = None,
         reconstruction: bool = False,
