@@ -354,6 +354,53 @@ def test_terminal_info_has_everything_a_searcher_needs() -> None:
     assert again == reward and info2["evaluation"]["cached"]
 
 
+def test_reconstruction_is_on_wherever_a_train_split_exists() -> None:
+    with_train = make_env("smallcnn")
+    assert with_train.settings["reconstruction"] and with_train.pruner.reconstruction is not None
+    no_train = PruningEnv(make_model("smallcnn", in_channels=1),
+                          SimpleNamespace(reward_val=tiny_data().reward_val),
+                          evaluator_options=FAST)  # fmt: skip
+    assert not no_train.settings["reconstruction"] and no_train.pruner.reconstruction is None
+    off = make_env("smallcnn", reconstruction=False)
+    assert off.pruner.reconstruction is None
+    weights = make_env("smallcnn", granularity="weight", max_sparsity=0.9)
+    assert not weights.settings["reconstruction"]
+
+
+def _consumer_ranked_model() -> nn.Module:
+    """conv0's 4 filters grow with the channel index; conv1's weights on each of its
+    input channels shrink with it: l1 and AMC's consumer ranking disagree."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 10),
+    )  # fmt: skip
+    with torch.no_grad():
+        for c in range(4):
+            model[0].weight[c].fill_(0.1 * (c + 1))
+            model[2].weight[:, c].fill_(0.1 * (4 - c))
+    return model.eval()
+
+
+def test_the_amc_preset_ranks_by_the_consumer_and_refits() -> None:
+    env = PruningEnv(_consumer_ranked_model(), tiny_data(), preset="amc", round_to=1, ratio=0.9)
+    s = env.settings
+    assert (s["importance"], s["reward"], s["reconstruction"]) == ("consumer_l1", "accuracy", True)
+    assert (env.min_sparsity, env.max_sparsity, env.round_to) == (0.0, 0.8, 1)  # round_to given
+    assert env.pruner.reconstruction is not None and not env.evaluator.bn_recalibration
+    policy = env.pruner.policy([0.5, 0.0])
+    removed = env.pruner.removed_channels(policy)[env.unit_names[0]]
+    conv1 = env.model[2].weight.detach().abs().sum(dim=(0, 2, 3))  # what reads each channel
+    assert removed.tolist() == sorted(np.argsort(conv1.numpy(), kind="stable")[:2].tolist())
+    assert removed.tolist() == [2, 3]  # not l1's [0, 1]
+    reward, info = env.play([0.5, 0.0])
+    assert reward == info["accuracy"] and info["reward_name"] == "accuracy"
+    default = PruningEnv(_consumer_ranked_model(), tiny_data(n=120), preset="amc", ratio=1.0)
+    assert default.round_to == 8  # AMC's calibration: batches of 50 training images
+    assert [len(x) for x, _ in default.evaluator.calibration] == [50, 50, 20]
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_env(preset="haq")
+
+
 def test_rewards_registry() -> None:
     metrics = {"accuracy": 0.9, "dense_accuracy": 0.95, "macs": 1e6, "params": 1e4,
                "macs_ratio": 0.5, "params_ratio": 0.4}  # fmt: skip

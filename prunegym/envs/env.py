@@ -22,7 +22,8 @@ from prunegym.envs.evaluator import (
 )
 from prunegym.envs.game import WalledGame, check_bounds
 from prunegym.envs.observation import FEATURES, OBSERVATION_SIZE, ObservationBuilder
-from prunegym.envs.rewards import DEFAULT_REWARD, make_reward
+from prunegym.envs.presets import resolve_settings
+from prunegym.envs.rewards import make_reward
 from prunegym.envs.targets import TargetContext, check_target, make_target
 from prunegym.envs.wall import ActionWall
 from prunegym.pruners import ChannelPruner, LayerTable, PruningPolicy, Reconstructor, WeightPruner
@@ -96,16 +97,20 @@ class PruningEnv(WalledGame):
     ``model`` (a trained ``nn.Module``), ``data`` (an object with ``reward_val`` and
     ``train`` Datasets, e.g. ``prunegym.experiments.build_data(...)`` or, for your own
     tensors, ``prunegym.experiments.DataSplits.from_tensors(train=(x, y))``) or
-    ``evaluator`` (an :class:`Evaluator`); ``target``
-    (``macs``, ``params`` or ``latency``) and ``ratio`` in (0, 1] (the fraction of the
-    dense cost the result may keep); ``min_sparsity``/``max_sparsity``; ``importance``;
-    ``round_to`` (channel rounding, default 8; 1 for weights); ``reward`` and
-    ``reward_weights``; ``evaluator_options`` (keyword arguments of :class:`Evaluator`);
-    ``reconstruction`` (AMC's least-squares refit on the calibration batches);
-    ``latency_options`` (``levels``, ``threads``, ``warmup``, ``repeats``,
-    ``dense_repeats`` of the latency lookup, and ``batch_size`` of the timing input);
-    ``example_input``, ``ignored`` layers, ``device``, ``seed`` (channel ranking and
-    evaluation subset).
+    ``evaluator`` (an :class:`Evaluator`); ``target`` (``macs``, ``params`` or
+    ``latency``) and ``ratio`` in (0, 1] (the fraction of the dense cost the result may
+    keep); ``min_sparsity``/``max_sparsity`` (default 0 and 0.8); ``importance``
+    (default ``l1``); ``round_to`` (channel rounding, default 8; 1 for weights);
+    ``reward`` (default ``retention``) and ``reward_weights``; ``evaluator_options``
+    (keyword arguments of :class:`Evaluator`); ``reconstruction`` (AMC's least-squares
+    refit of the consumers on the calibration batches; default: on wherever a train
+    split gives calibration data, channel pruning only); ``latency_options``
+    (``levels``, ``threads``, ``warmup``, ``repeats``, ``dense_repeats`` of the latency
+    lookup, and ``batch_size`` of the timing input); ``example_input``, ``ignored``
+    layers, ``device``, ``seed`` (channel ranking and evaluation subset); ``preset``
+    (``"amc"``: the AMC reference's ranking, reconstruction, reward, bounds and
+    rounding, see :mod:`prunegym.envs.presets`; arguments given explicitly win). The
+    resolved values are in ``env.settings``.
 
     Searchers use the game contract (:class:`~prunegym.envs.contract.PruningGame`):
     ``n_units``, ``unit_names``, ``target_ratio``, ``sparsity_for_action(a)``,
@@ -129,19 +134,20 @@ class PruningEnv(WalledGame):
         granularity: str = "channel",
         target: str = "macs",
         ratio: float = 0.5,
-        min_sparsity: float = 0.0,
-        max_sparsity: float = 0.8,
-        importance: str = "l1",
+        min_sparsity: float | None = None,
+        max_sparsity: float | None = None,
+        importance: str | None = None,
         round_to: int | None = None,
-        reward: str = DEFAULT_REWARD,
+        reward: str | None = None,
         reward_weights: Mapping[str, float] | None = None,
         evaluator_options: Mapping[str, Any] | None = None,
-        reconstruction: bool = False,
+        reconstruction: bool | None = None,
         latency_options: Mapping[str, Any] | None = None,
         example_input: torch.Tensor | None = None,
         ignored: Iterable[str] = (),
         device: str | torch.device = "cpu",
         seed: int = 0,
+        preset: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         super().__init__()
@@ -149,19 +155,34 @@ class PruningEnv(WalledGame):
             raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
         if granularity not in ("channel", "weight"):
             raise ValueError(f"granularity must be 'channel' or 'weight', got {granularity!r}")
+        given = {"min_sparsity": min_sparsity, "max_sparsity": max_sparsity,
+                 "importance": importance, "round_to": round_to, "reward": reward,
+                 "reconstruction": reconstruction,
+                 "evaluator_options": evaluator_options}  # fmt: skip
+        self.settings = resolve_settings(preset, given)
+        self.preset = preset
         ratio = check_target(target, ratio)
-        min_sparsity, max_sparsity = check_bounds(min_sparsity, max_sparsity)
+        min_sparsity, max_sparsity = check_bounds(
+            self.settings["min_sparsity"], self.settings["max_sparsity"]
+        )
         if render_mode is not None:
             raise ValueError(
                 f"PruningEnv renders nothing; render_mode must be None, got {render_mode!r}"
             )
         self.render_mode = render_mode
         self.granularity = granularity
-        self.importance = importance
-        self.round_to = _check_round_to(granularity, target, round_to)
+        self.importance = str(self.settings["importance"])
+        self.round_to = _check_round_to(granularity, target, self.settings["round_to"])
         self.device = canonical_device(device)
-        self.reward_fn = make_reward(reward, reward_weights)
-        self.evaluator = self._evaluator(data, evaluator, evaluator_options, seed)
+        self.reward_fn = make_reward(self.settings["reward"], reward_weights)
+        if evaluator is not None and evaluator_options:
+            raise ValueError("evaluator_options apply only when the env builds the evaluator")
+        self.evaluator = evaluator if evaluator is not None else self._evaluator(
+            data, self.settings["evaluator_options"], seed
+        )  # fmt: skip
+        if canonical_device(self.evaluator.device) != self.device:
+            raise ValueError(f"the evaluator's data is on {self.evaluator.device}, the env's "
+                             f"device is {self.device}")  # fmt: skip
         if example_input is None:
             example_input = getattr(data, "example_input", None)
         if example_input is None:
@@ -172,7 +193,7 @@ class PruningEnv(WalledGame):
         grain: Granularity = "weight" if granularity == "weight" else "channel"
         self.table = LayerTable.from_model(self.model, self.example_input, grain,
                                            ignored=tuple(ignored))  # fmt: skip
-        self.pruner = self._pruner(reconstruction, seed)
+        self.pruner = self._pruner(self.settings["reconstruction"], seed)
         lookup, batch = _latency_options(latency_options)
         self.latency_input = self.example_input[:1].repeat(
             batch, *[1] * (self.example_input.dim() - 1)
@@ -186,32 +207,24 @@ class PruningEnv(WalledGame):
         self.observation_space = spaces.Box(0.0, 1.0, (OBSERVATION_SIZE,), np.float32)
         self._dense_result: ProxyResult | None = None
 
-    def _evaluator(
-        self, data: Any, evaluator: Evaluator | None, options: Mapping[str, Any] | None, seed: int
-    ) -> Evaluator:
-        if evaluator is None:
-            if data is None:
-                raise ValueError(
-                    "PruningEnv needs data=... (with a reward_val split) or evaluator=..."
-                )
-            return evaluator_from_data(
-                data, **{"device": self.device, "seed": seed, **dict(options or {})}
-            )
-        if options:
-            raise ValueError("evaluator_options apply only when the env builds the evaluator")
-        if canonical_device(evaluator.device) != self.device:
-            raise ValueError(f"the evaluator's data is on {evaluator.device}, the env's "
-                             f"device is {self.device}")  # fmt: skip
-        return evaluator
+    def _evaluator(self, data: Any, options: Mapping[str, Any], seed: int) -> Evaluator:
+        if data is None:
+            raise ValueError("PruningEnv needs data=... (with a reward_val split) or evaluator=...")
+        return evaluator_from_data(data, **{"device": self.device, "seed": seed, **options})
 
-    def _pruner(self, reconstruction: bool, seed: int) -> ChannelPruner | WeightPruner:
+    def _pruner(self, reconstruction: bool | None, seed: int) -> ChannelPruner | WeightPruner:
+        """The pruner; ``reconstruction=None`` refits wherever calibration data exists."""
+        batches = self.evaluator.calibration_inputs()
         if self.granularity == "weight":
             if reconstruction:
                 raise ValueError("reconstruction applies to channel pruning only")
+            self.settings["reconstruction"] = False
             return WeightPruner(self.model, self.table, importance=self.importance)
+        if reconstruction is None:
+            reconstruction = bool(batches)
+        self.settings["reconstruction"] = reconstruction
         recon = None
         if reconstruction:
-            batches = self.evaluator.calibration_inputs()
             if not batches:
                 raise ValueError("reconstruction needs calibration data (a train split)")
             recon = Reconstructor(self.model, self.table, batches, seed=seed)
