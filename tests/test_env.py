@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from fractions import Fraction
 from types import SimpleNamespace
@@ -57,10 +58,14 @@ def make_env(arch: str = "smallcnn", size: int = 8, **kwargs: Any) -> PruningEnv
 
 
 def episode(env: PruningEnv, actions: list[float], seed: int = 0) -> list[tuple]:
+    """reset, then ``actions[unit]`` for each unit asked (single-level units are not)."""
     out = [env.reset(seed=seed)]
-    for a in actions:
-        out.append(env.step(np.array([a], dtype=np.float32)))
-    return out
+    unit = out[0][1]["index"]
+    while True:
+        out.append(env.step(np.array([actions[unit]], dtype=np.float32)))
+        if out[-1][2]:
+            return out
+        unit = out[-1][4]["next_index"]
 
 
 def without_seconds(info: dict) -> dict:
@@ -89,9 +94,10 @@ def test_weight_env_prunes_weights() -> None:
     assert base.table.granularity == "weight" and base.round_to == 1
     env.reset(seed=0)
     env.action_space.seed(0)
-    for _ in range(base.n_units):
+    terminated = False
+    while not terminated:
         *_, terminated, _, info = env.step(env.action_space.sample())
-    assert terminated and info["policy"].granularity == "weight"
+    assert info["policy"].granularity == "weight"
     assert info["macs_ratio"] <= 0.3 and info["params_ratio"] < 1.0
     with pytest.raises(ValueError, match="prunes weights"):
         gym.make(WEIGHT_ENV_ID, model=make_model("smallcnn", in_channels=1), data=tiny_data(),
@@ -122,11 +128,11 @@ def test_episode_length_is_units_and_observation_shape_is_model_free(arch: str) 
     steps, terminated, rewards = 0, False, []
     while not terminated:
         assert obs.dtype == np.float32 and env.observation_space.contains(obs)
-        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         rewards.append(reward)
         steps += 1
         assert not truncated
-    assert steps == env.n_units == len(env.table)
+    assert steps + len(info["skipped_units"]) == env.n_units == len(env.table)
     assert rewards[:-1] == [0.0] * (steps - 1) and rewards[-1] != 0.0
     with pytest.raises(RuntimeError, match="reset"):
         env.step(env.action_space.sample())
@@ -146,13 +152,13 @@ def test_observation_after_the_first_step_and_at_the_end() -> None:
     env = make_env("resnet20", ratio=0.5)
     n, total = env.n_units, env.table.total
     env.reset(seed=0)
-    obs, _, _, _, info = env.step(np.array([env.action_for_sparsity(0.25, 0)], np.float32))
+    obs, _, _, _, info = env.step(np.array([env.action_for_sparsity(0.5)], np.float32))
     f = {name: float(obs[i]) for i, (name, _) in enumerate(FEATURES)}
     kept = env.table.channels.copy()
     kept[0] = info["kept"]
     now = env.table.cost_of_kept(kept)
     assert f["position"] == pytest.approx(1 / (n - 1))
-    assert f["previous_sparsity"] == pytest.approx(info["sparsity"]) and info["sparsity"] == 0.25
+    assert f["previous_sparsity"] == pytest.approx(info["sparsity"]) and info["sparsity"] == 0.5
     assert f["macs_removed"] == pytest.approx(1 - now.macs / total.macs, abs=1e-6)
     assert f["params_removed"] == pytest.approx(1 - now.params / total.params, abs=1e-6)
     budget = int(Fraction(1, 2) * total.macs)
@@ -160,9 +166,9 @@ def test_observation_after_the_first_step_and_at_the_end() -> None:
     assert f["out_channels"] == pytest.approx(
         np.log2(1 + env.table[1].out_channels) / np.log2(1 + 8192), abs=1e-6
     )
-    for _ in range(1, n):  # the rest at max_sparsity: the wall lets every unit go there
+    terminated = False
+    while not terminated:  # the rest at max_sparsity: the wall lets every unit go there
         obs, _, terminated, _, info = env.step(np.ones(1, np.float32))
-    assert terminated
     f = {name: float(obs[i]) for i, (name, _) in enumerate(FEATURES)}
     assert f["position"] == 1.0 and f["to_remove"] == 0.0 and f["min_allowed"] == 0.0
     assert f["previous_sparsity"] == pytest.approx(info["sparsities"][-1])
@@ -171,17 +177,18 @@ def test_observation_after_the_first_step_and_at_the_end() -> None:
     assert f["target_ratio"] == pytest.approx(0.5)
 
 
-def test_the_wall_floor_is_observed_when_the_budget_binds() -> None:
+def test_the_wall_floor_is_observed_and_is_where_the_action_range_starts() -> None:
     env = make_env("resnet20", ratio=0.25)
-    env.reset(seed=0)
-    floors = []
-    for t in range(env.n_units):
-        obs, *_, info = env.step(np.array([-1.0], np.float32))  # ask for nothing
-        floor = float(obs[[name for name, _ in FEATURES].index("min_allowed")])
+    obs, _ = env.reset(seed=0)
+    floors, terminated = [], False
+    where = [name for name, _ in FEATURES].index("min_allowed")
+    while not terminated:
+        floor = float(obs[where])
         floors.append(floor)
-        if t + 1 < env.n_units and floor > 0:  # asking below the floor is clipped to it
-            requested = env.sparsity_for_action(-1.0)
-            assert requested < floor
+        assert env.sparsity_for_action(-1.0) == pytest.approx(floor, abs=1e-6)
+        assert env.sparsity_for_action(1.0) == env.max_sparsity
+        obs, *_, terminated, _, info = env.step(np.array([-1.0], np.float32))  # the least
+        assert info["sparsity"] == pytest.approx(floor, abs=1e-6)  # exactly the floor
     assert max(floors) > 0 and info["target"]["achieved"] <= info["target"]["budget"]
 
 
@@ -216,15 +223,101 @@ def test_any_action_sequence_ends_within_budget(
     cost = env.table.cost(info["policy"])  # recount from the policy alone, after rounding
     assert Fraction(getattr(cost, target)) <= Fraction(0.4) * getattr(env.table.total, target)
     assert info["target"]["achieved"] <= info["target"]["budget"]
-    assert np.all(np.array(info["sparsities"]) >= np.array(info["requested_sparsities"]))
+    assert np.array_equal(env.table.kept_counts(np.array(info["sparsities"]), 8),
+                          info["kept_counts"])  # fmt: skip
+
+
+def _kept_after(env: PruningEnv, prefix: list[float], action: float) -> tuple[int, int, int, float]:
+    """(unit, its levels, its kept count, the wall's floor) when the first unit asked
+    after ``prefix`` (actions of the units asked before it) takes ``action``."""
+    _, info = env.reset(seed=0)
+    for a in prefix:
+        _, _, terminated, _, info = env.step(np.array([a], dtype=np.float32))
+        assert not terminated
+    unit, levels, floor = env.step_index, env.levels, env.min_allowed_sparsity()
+    *_, info = env.step(np.array([action], dtype=np.float32))
+    assert info["index"] == unit and info["levels"] == levels
+    return unit, levels, info["kept"], floor
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    arch=st.sampled_from(["resnet20", "mobilenetv2"]),
+    target=st.sampled_from(["macs", "params"]),
+    data=st.data(),
+)
+def test_every_action_bin_is_a_different_level_of_what_the_wall_allows(
+    arch: str, target: str, data: st.DataObject
+) -> None:
+    """At any state: the action range is cut into one equal bin per level the wall
+    allows; -1 keeps the most the wall allows, +1 the fewest, and two actions in different
+    bins give different kept counts (no flat region, no level out of reach)."""
+    env = budget_env(arch, target)
+    env.reset(seed=0)
+    steps = 0
+    prefix = data.draw(st.lists(st.floats(-1.0, 1.0), max_size=6))
+    for a in prefix:  # walk a random prefix as far as the episode goes
+        terminated = env.step(np.array([a], dtype=np.float32))[2]
+        if terminated:
+            break
+        steps += 1
+    prefix = prefix[:steps]
+    episode(env, [0.0] * env.n_units)  # leave no episode half-done between examples
+    unit, levels, most, floor = _kept_after(env, prefix, -1.0)
+    assert levels >= 2  # single-level units are never asked
+    assert most == env.wall.kept_one(unit, floor)  # the most the wall allows
+    assert _kept_after(env, prefix, 1.0)[2] == env.wall.kept_min[unit]  # the fewest
+    centres = [-1.0 + 2.0 * (j + 0.5) / levels for j in range(levels)]
+    kept = [_kept_after(env, prefix, a)[2] for a in centres]
+    assert all(k1 > k2 for k1, k2 in itertools.pairwise(kept))  # all distinct
+    a, b = sorted(data.draw(st.lists(st.floats(-1.0, 1.0), min_size=2, max_size=2)))
+    bins = [min(int((x + 1) / 2 * levels), levels - 1) for x in (a, b)]
+    ka, kb = _kept_after(env, prefix, a)[2], _kept_after(env, prefix, b)[2]
+    assert (ka > kb) == (bins[0] != bins[1]) and ka >= kb
+
+
+def _three_units() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+
+
+def test_single_level_units_are_applied_without_a_step() -> None:
+    # unit 0 has 4 channels: rounded to multiples of 8 it can only keep all 4
+    env = PruningEnv(_three_units(), tiny_data(), ratio=1.0, evaluator_options=FAST)
+    _, info = env.reset(seed=0)
+    assert (info["index"], info["skipped"], info["levels"]) == (1, [0], 2)
+    _, _, done, _, info = env.step(np.array([1.0], np.float32))
+    assert not done and info["index"] == 1 and info["next_index"] == 2 and info["skipped"] == []
+    *_, done, _, info = env.step(np.array([1.0], np.float32))
+    assert done and info["skipped_units"] == [0] and info["kept_counts"] == [4, 8, 8]
+    # at the floor of the budget every unit is forced: one step, on the last unit
+    floor = env.wall.floor / env.target.dense_cost
+    tight = PruningEnv(_three_units(), tiny_data(), ratio=floor + 1e-12, evaluator_options=FAST)
+    _, info = tight.reset(seed=0)
+    assert (info["index"], info["skipped"], info["levels"]) == (2, [0, 1], 1)
+    *_, done, _, info = tight.step(np.array([-1.0], np.float32))
+    assert done and info["skipped_units"] == [0, 1] and info["kept_counts"] == [4, 8, 8]
+    # a budget that binds once unit 1 keeps all it may: unit 2 is then forced
+    late = PruningEnv(_three_units(), tiny_data(), ratio=0.8, evaluator_options=FAST)
+    _, info = late.reset(seed=0)
+    assert (info["index"], info["skipped"]) == (1, [0])
+    *_, done, _, info = late.step(np.array([-1.0], np.float32))
+    assert done and (info["skipped"], info["next_index"]) == ([2], 3)
+    assert info["kept_counts"] == [4, 16, 8] and info["skipped_units"] == [0, 2]
 
 
 def test_loose_budget_keeps_the_requested_sparsities() -> None:
     env = make_env("resnet20", ratio=1.0)
     wanted = list(np.linspace(0.0, 0.8, env.n_units))
     _, info = env.play(wanted)
-    assert info["sparsities"] == pytest.approx(wanted)
     assert info["kept_counts"] == env.table.kept_counts(np.array(wanted), 8).tolist()
+    # the policy holds the applied levels: 1 - kept / channels, within the bounds
+    level = np.clip(1 - np.array(info["kept_counts"]) / env.table.channels, 0.0, 0.8)
+    assert info["sparsities"] == pytest.approx(level.tolist())
 
 
 def test_action_for_sparsity_yields_exactly_that_kept_count() -> None:
@@ -232,7 +325,8 @@ def test_action_for_sparsity_yields_exactly_that_kept_count() -> None:
     for s in (0.0, 0.25, 0.5, 0.5 - 1e-12, 0.75, 0.8):
         _, info = env.play([s] * env.n_units)
         assert info["kept_counts"] == env.table.kept_counts(np.full(env.n_units, s), 8).tolist()
-    assert env.sparsity_for_action(env.action_for_sparsity(0.3)) == pytest.approx(0.3)
+    with pytest.raises(RuntimeError, match="no unit to decide"):
+        env.action_for_sparsity(0.3)  # the episode is over
 
 
 def test_within_budget_predicts_an_unclipped_episode() -> None:
@@ -244,8 +338,8 @@ def test_within_budget_predicts_an_unclipped_episode() -> None:
         _, info = env.play(list(wanted))
         inside = env.within_budget(wanted)
         played[inside] += 1
-        clipped = info["sparsities"] != pytest.approx(list(wanted))
-        assert clipped != inside  # the wall changes the request exactly when it is over
+        limited = info["kept_counts"] != env.wall.kept(wanted).tolist()
+        assert limited != inside  # the wall limits the request exactly when it is over
         if inside:
             assert info["macs_ratio"] == pytest.approx(env.cost_ratio(wanted))
     assert played[True] and played[False]
@@ -564,12 +658,14 @@ def test_real_latency_can_be_reported_for_a_macs_target() -> None:
 def play(env: gym.Env, sparsities: list[float]) -> tuple[float, dict]:
     """One episode through any wrappers (``PruningEnv.play`` without them)."""
     game = game_of(env)
-    env.reset(seed=0)
-    for t, s in enumerate(sparsities):
-        action = np.array([game.action_for_sparsity(s, t)], dtype=np.float32)
+    _, info = env.reset(seed=0)
+    unit = info["index"]
+    while True:
+        action = np.array([game.action_for_sparsity(sparsities[unit])], dtype=np.float32)
         _, reward, terminated, _, info = env.step(action)
-    assert terminated
-    return float(reward), info
+        if terminated:
+            return float(reward), info
+        unit = info["next_index"]
 
 
 # ----------------------------------------------------------------------------- imports

@@ -4,7 +4,12 @@ exploration, baseline searchers with the same interface and episode budget).
 They know the environment only through :mod:`prunegym.envs.contract`.
 """
 
-from prunegym.agents.baselines import EvolutionSearcher, RandomSearcher, UniformSearcher
+from prunegym.agents.baselines import (
+    EvolutionSearcher,
+    RandomSearcher,
+    RawRandomSearcher,
+    UniformSearcher,
+)
 from prunegym.agents.buffers import EpisodeCreditReplayBuffer
 from prunegym.agents.callbacks import (
     BestPolicyCallback,
@@ -14,7 +19,7 @@ from prunegym.agents.callbacks import (
     TensorBoardCallback,
 )
 from prunegym.agents.checkpoint import CheckpointError
-from prunegym.agents.episodes import play_episode, uniform_sparsity
+from prunegym.agents.episodes import fill_budget, play_episode, uniform_sparsity
 from prunegym.agents.factory import ALGOS, AMC_DDPG, make_agent
 from prunegym.agents.noise import TruncatedNormalNoise
 from prunegym.agents.results import EpisodeRecord, SearchResult
@@ -36,12 +41,14 @@ __all__ = [
     "ProgressBarCallback",
     "RLSearcher",
     "RandomSearcher",
+    "RawRandomSearcher",
     "SearchCallback",
     "SearchResult",
     "Searcher",
     "TensorBoardCallback",
     "TruncatedNormalNoise",
     "UniformSearcher",
+    "fill_budget",
     "make_agent",
     "make_searcher",
     "play_episode",

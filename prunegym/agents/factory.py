@@ -97,8 +97,8 @@ def make_agent(
     if name in OFF_POLICY:
         kwargs.update(
             buffer_size=int(replay_episodes) * n,
-            # at least one whole episode must be in the buffer before the first update
-            learning_starts=max(int(warmup_episodes), 1) * n,
+            warmup_episodes=int(warmup_episodes),  # counted in episodes by the AMC classes
+            learning_starts=0,
             train_freq=(1, "episode"),
             gradient_steps=-1,
         )

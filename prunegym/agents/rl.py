@@ -48,8 +48,8 @@ class _SB3Bridge(BaseCallback):
         # agent, its buffer and the history agree, so the state may be saved here
         if not self._steps:
             self.searcher._safe_point()
-            if self.searcher.stop_requested:
-                self._stop = True
+            if self.searcher.stop_requested or len(self.searcher.history) >= self.episodes:
+                self._stop = True  # the next step (not recorded, not stored) ends learn
 
     def _on_step(self) -> bool:
         if self._stop:
@@ -109,6 +109,7 @@ class RLSearcher(Searcher):
             # continue the env's RNG as saved (the pruning env's reset is deterministic)
             restart_rollout(agent)
             self._restore_env_rng()
+        # an episode has at most n_units steps: the bridge stops learn at ``episodes``
         agent.learn(remaining * self.game.n_units, callback=_SB3Bridge(self, episodes),
                     reset_num_timesteps=not self.history)  # fmt: skip
         self._resumed = False

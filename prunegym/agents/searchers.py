@@ -15,7 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from prunegym.agents.baselines import EvolutionSearcher, RandomSearcher, UniformSearcher
+from prunegym.agents.baselines import EvolutionSearcher, RawRandomSearcher, UniformSearcher
 from prunegym.agents.factory import ALGOS
 from prunegym.agents.rl import RLSearcher
 from prunegym.agents.searcher import Searcher
@@ -23,7 +23,7 @@ from prunegym.agents.searcher import Searcher
 #: Baseline searcher name -> class (the RL agents are the names of :data:`ALGOS`).
 BASELINES: dict[str, type[Searcher]] = {
     "uniform": UniformSearcher,
-    "random": RandomSearcher,
+    "random": RawRandomSearcher,
     "evolution": EvolutionSearcher,
 }
 

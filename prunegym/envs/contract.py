@@ -3,8 +3,11 @@
 Both sides import this module and nothing else of each other: the environments of
 :mod:`prunegym.envs` implement :class:`PruningGame` and fill the infos below; the
 searchers of :mod:`prunegym.agents` rely on nothing more. A game is a Gymnasium env
-with ``Box(-1, 1, (1,))`` actions and one step per prunable unit; the episode's score is
-the last step's reward. :func:`game_of` reads the game through Gymnasium wrappers.
+with ``Box(-1, 1, (1,))`` actions and at most one step per prunable unit (a unit the
+budget leaves a single choice is applied without a step); each action picks one of the
+rounded levels the budget allows the unit, so no action is ever clipped. The episode's
+score is the last step's reward. :func:`game_of` reads the game through Gymnasium
+wrappers.
 """
 
 from __future__ import annotations
@@ -23,17 +26,21 @@ class ResetInfo(TypedDict):
     unit: str
     index: int
     n_units: int
+    levels: int  # the rounded levels the budget allows that unit
+    skipped: list[int]  # units before it applied without a step (a single level each)
 
 
 class StepInfo(TypedDict):
-    """``info`` of every step: what was asked for unit ``index`` and what the wall applied."""
+    """``info`` of every step: what was asked for unit ``index`` and what it got."""
 
     unit: str
     index: int
-    requested_sparsity: float  # the action's sparsity, before the wall
-    sparsity: float  # the sparsity applied (after the wall)
+    requested_sparsity: float  # where the action points in [min_allowed, max_sparsity]
+    sparsity: float  # the sparsity applied: the level the action picked
     kept: int  # channels (or weights) the unit keeps, after rounding
-    clipped: bool  # True when the wall kept fewer than the request would have
+    levels: int  # how many rounded levels the budget allowed the unit
+    skipped: list[int]  # the units after it applied without a step (a single level each)
+    next_index: int  # the unit the next step decides (n_units when the episode is over)
 
 
 class TargetInfo(TypedDict):
@@ -88,6 +95,7 @@ class _TerminalInfo(StepInfo):
     target: TargetInfo
     evaluation: EvaluationInfo
     seconds: dict[str, float]
+    skipped_units: list[int]  # every unit applied without a step in this episode
 
 
 class TerminalInfo(_TerminalInfo, total=False):
@@ -136,11 +144,13 @@ class PruningGame(Protocol):
     def max_sparsity(self) -> float: ...
 
     def sparsity_for_action(self, action: Any) -> float:
-        """The sparsity (before the wall) that ``action`` in [-1, 1] asks for."""
+        """Where ``action`` in [-1, 1] points for the unit being decided, in the interval
+        the budget allows it (before it is mapped to one of the unit's levels)."""
         ...
 
-    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
-        """The action asking for ``sparsity``; with ``unit``, exact through rounding."""
+    def action_for_sparsity(self, sparsity: float) -> float:
+        """The action giving the unit being decided the rounded count of ``sparsity`` (or
+        the most the budget allows, when that is fewer); valid during an episode."""
         ...
 
     def cost_ratio(self, sparsities: Any) -> float:
@@ -184,8 +194,8 @@ class _WrappedGame:
     def sparsity_for_action(self, action: Any) -> float:
         return float(self._get("sparsity_for_action")(action))
 
-    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
-        return float(self._get("action_for_sparsity")(sparsity, unit))
+    def action_for_sparsity(self, sparsity: float) -> float:
+        return float(self._get("action_for_sparsity")(sparsity))
 
     def cost_ratio(self, sparsities: Any) -> float:
         return float(self._get("cost_ratio")(sparsities))

@@ -45,19 +45,24 @@ class PruningEnv(WalledGame):
     the prunable units of the model's :class:`~prunegym.pruners.LayerTable` in execution
     order (a channel unit is a dependency group: the coupled channels of a residual stage
     are one unit; a weight unit is one conv/linear weight); each step chooses one unit's
-    sparsity. After the last unit the whole policy is applied to a private copy of the
+    sparsity (a unit the budget leaves a single choice is applied without a step). After
+    the last unit the whole policy is applied to a private copy of the
     model (the caller's model is never touched) and scored on the reward split by the
     :class:`~prunegym.envs.Evaluator`. The budget is hard: an action wall keeps every
     episode inside it.
 
     ## Action Space
-    ``Box(-1, 1, (1,), float32)``, mapped linearly to a sparsity (fraction of the unit's
-    channels or weights to remove) in ``[min_sparsity, max_sparsity]``; out-of-range
-    actions are clipped, non-finite ones are errors. The sparsity is then clipped by the
-    action wall: the unit keeps at most as many channels as still lets the target be met
-    if every later unit went to ``max_sparsity``. The wall works on the kept counts after
-    rounding (channels round up to multiples of ``round_to``), so every episode ends with
-    ``cost <= ratio * dense cost`` exactly (MACs and params: integers, no tolerance).
+    ``Box(-1, 1, (1,), float32)``, relative to the action wall: the wall lets the unit
+    keep at most as many channels (or weights) as still lets the target be met if every
+    later unit went to ``max_sparsity``, and at least its count at ``max_sparsity``; the
+    rounded levels in between (multiples of ``round_to``) split the action range into
+    equal bins, -1 keeping the most the wall allows (sparsity ``min_allowed``, observed)
+    and +1 the fewest. No action is clipped by the wall and every bin is a different
+    network; out-of-range actions count as -1 or 1, non-finite ones are errors. Each step
+    reports the ``requested_sparsity`` (where the action points in ``[min_allowed,
+    max_sparsity]``), the applied ``sparsity`` (the picked level) and the number of
+    ``levels``. Every episode ends with ``cost <= ratio * dense cost`` exactly (MACs and
+    params: integers, no tolerance).
 
     ## Observation Space
     ``Box(0, 1, (19,), float32)``, the same length and meaning for every model; features
@@ -82,8 +87,9 @@ class PruningEnv(WalledGame):
     observed. The environment itself draws no random numbers.
 
     ## Episode End
-    ``terminated`` is True after the step of the last unit (episode length = number of
-    units); there is no truncation. The terminal ``info`` holds ``policy`` (a
+    ``terminated`` is True once every unit is decided (at most one step per unit; the
+    units applied without a step are ``info["skipped_units"]``); there is no
+    truncation. The terminal ``info`` holds ``policy`` (a
     :class:`~prunegym.pruners.PruningPolicy` with the walled sparsities),
     ``accuracy``, ``macs_ratio``, ``params_ratio`` (and ``latency_ratio``) at the top level,
     ``requested_sparsities``, ``sparsities``, ``kept_counts``, ``metrics`` (accuracy,
@@ -113,8 +119,8 @@ class PruningEnv(WalledGame):
     resolved values are in ``env.settings``.
 
     Searchers use the game contract (:class:`~prunegym.envs.contract.PruningGame`):
-    ``n_units``, ``unit_names``, ``target_ratio``, ``sparsity_for_action(a)``,
-    ``action_for_sparsity(s, unit)`` (exact through rounding), ``cost_ratio(sparsities)``
+    ``n_units``, ``unit_names``, ``target_ratio``, ``sparsity_for_action(a)`` and
+    ``action_for_sparsity(s)`` (for the unit being decided), ``cost_ratio(sparsities)``
     and ``within_budget(sparsities)`` (no model touched); ``play(sparsities)`` runs one
     whole episode and returns ``(reward, terminal info)``.
 
