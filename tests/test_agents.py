@@ -44,6 +44,19 @@ def test_noise_is_truncated_to_the_bounds_and_seeded():
         TruncatedNormalNoise(decay=0.0)
 
 
+def test_default_exploration_has_amcs_relative_width_and_a_settable_decay():
+    """AMC: sigma 0.5 on its [0, 1] keep-ratio actions; ours span [-1, 1]: sigma 1.0."""
+    env = SyntheticPruningEnv(n_units=4)
+    noise = make_agent("ddpg", env, seed=0, warmup_episodes=1).action_noise
+    assert (noise.sigma0, noise.decay) == (1.0, 0.95)
+    ours = noise.perturb(np.zeros((20000, 1)), -1.0, 1.0)  # from the middle of the range
+    amc = TruncatedNormalNoise(sigma=0.5, seed=1).perturb(np.full((20000, 1), 0.5), 0.0, 1.0)
+    relative = (ours.std() / 2.0) / (amc.std() / 1.0)  # std over the range's width
+    assert relative == pytest.approx(1.0, abs=0.03)
+    slower = make_agent("ddpg", env, noise={"decay": 0.99}).action_noise
+    assert (slower.sigma0, slower.decay) == (1.0, 0.99)
+
+
 def _buffer(**kw):
     box = spaces.Box(0.0, 1.0, (2,), np.float32)
     act = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -95,7 +108,7 @@ def test_ddpg_defaults_are_amcs():
     assert agent.train_freq.frequency == 1 and agent.train_freq.unit.value == "episode"
     assert isinstance(agent.replay_buffer, EpisodeCreditReplayBuffer)
     assert isinstance(agent.action_noise, TruncatedNormalNoise)
-    assert agent.action_noise.sigma0 == 0.5 and agent.action_noise.decay == 0.95
+    assert agent.action_noise.sigma0 == 1.0 and agent.action_noise.decay == 0.95
     sizes = [m.out_features for m in agent.actor.mu if isinstance(m, torch.nn.Linear)]
     assert sizes == [300, 300, 1]
     qsizes = [m.out_features for m in agent.critic.qf0 if isinstance(m, torch.nn.Linear)]
@@ -197,3 +210,46 @@ def test_td3_sac_ppo_build():
         agent = make_agent(name, env, seed=0, warmup_episodes=1, rollout_episodes=2)
         assert type(agent) is ALGOS[name]
     assert make_agent("ppo", env, rollout_episodes=2).n_steps == 6
+
+
+def _linear_sizes(net: torch.nn.Module) -> list[int]:
+    return [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
+@pytest.mark.parametrize("name", ["td3", "sac"])
+def test_td3_and_sac_share_amcs_settings_for_one_terminal_reward(name):
+    env = SyntheticPruningEnv(n_units=6)
+    agent = make_agent(name, env, seed=0, warmup_episodes=1)
+    assert (agent.gamma, agent.batch_size, agent.tau) == (1.0, 64, 0.01)  # not 0.99 / 256
+    assert isinstance(agent.replay_buffer, EpisodeCreditReplayBuffer)
+    assert agent.replay_buffer.episode_credit and agent.replay_buffer.baseline_alpha == 0.5
+    assert agent.buffer_size == 100 * 6 and agent.warmup_episodes == 1
+    assert agent.train_freq.unit.value == "episode" and agent.gradient_steps == -1
+    assert _linear_sizes(agent.actor)[:2] == [300, 300]
+    assert _linear_sizes(agent.critic.qf0) == [300, 300, 1]
+    if name == "td3":
+        assert agent.policy_delay == 2 and agent.target_policy_noise == 0.2
+        assert agent.action_noise.sigma0 == 1.0
+    else:
+        assert agent.action_noise is None and agent.ent_coef == "auto"
+    agent.learn(3 * 6)  # the warm-up episode, then updates
+    assert agent.actor.optimizer.param_groups[0]["lr"] == 1e-4
+    assert agent.critic.optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_ppo_credits_every_step_with_the_final_reward():
+    env = SyntheticPruningEnv(n_units=6)
+    agent = make_agent("ppo", env, seed=0, rollout_episodes=4)
+    assert (agent.gamma, agent.gae_lambda) == (1.0, 1.0)  # not 0.99 / 0.95
+    assert agent.n_steps == agent.batch_size == 4 * 6 and agent.n_epochs == 10
+    std = agent.policy.log_std.exp().detach().numpy()
+    assert std == pytest.approx([0.5])  # not SB3's 1.0: fewer actions clipped to the bounds
+    assert _linear_sizes(agent.policy.mlp_extractor.policy_net) == [300, 300]
+    assert _linear_sizes(agent.policy.mlp_extractor.value_net) == [300, 300]
+    # lambda 1 and gamma 1: every step's return is the episode's final reward
+    agent.learn(agent.n_steps)
+    buf = agent.rollout_buffer
+    ends = np.flatnonzero(buf.episode_starts.reshape(-1)[1:]) + 1  # first step of episodes
+    first_episode = slice(0, int(ends[0]))
+    returns = buf.returns.reshape(-1)[first_episode]
+    assert returns == pytest.approx([returns[-1]] * len(returns))

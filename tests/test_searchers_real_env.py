@@ -16,6 +16,7 @@ from prunegym.agents import (
     SEARCHERS,
     CheckpointCallback,
     SearchCallback,
+    SearchResult,
     make_searcher,
     play_episode,
 )
@@ -138,3 +139,8 @@ def test_records_carry_kept_counts_and_the_evaluators_cache_hits():
     assert first.kept == again.kept != other.kept
     assert list(first.kept) == list(first.policy.kept(env.table).values())
     assert first.row(env.unit_names)["cache_hit"] == 0 and again.row()["cache_hit"] == 1
+    result = SearchResult(first, [first, again, other], env.unit_names)
+    assert result.cache_hits == 1 and result.episodes == 3  # a hit is an evaluation too
+    csv = result.to_csv().splitlines()
+    column = csv[0].split(",").index("cache_hit")
+    assert [row.split(",")[column] for row in csv[1:]] == ["0", "1", "0"]

@@ -20,7 +20,7 @@ from prunegym.agents.callbacks import (
 )
 from prunegym.agents.checkpoint import CheckpointError
 from prunegym.agents.episodes import fill_budget, play_episode, uniform_sparsity
-from prunegym.agents.factory import ALGOS, AMC_DDPG, make_agent
+from prunegym.agents.factory import ALGOS, AMC_DDPG, AMC_NOISE, make_agent
 from prunegym.agents.noise import TruncatedNormalNoise
 from prunegym.agents.results import EpisodeRecord, SearchResult
 from prunegym.agents.rl import RLSearcher
@@ -30,6 +30,7 @@ from prunegym.agents.searchers import BASELINES, SEARCHERS, make_searcher
 __all__ = [
     "ALGOS",
     "AMC_DDPG",
+    "AMC_NOISE",
     "BASELINES",
     "SEARCHERS",
     "BestPolicyCallback",

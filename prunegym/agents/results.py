@@ -116,7 +116,14 @@ class SearchResult:
 
     @property
     def episodes(self) -> int:
+        """Evaluated candidates: every episode, cache hits included."""
         return len(self.history)
+
+    @property
+    def cache_hits(self) -> int:
+        """Episodes whose candidate the evaluator had already scored (no new forward
+        pass): late episodes of a converging search repeat candidates."""
+        return sum(r.cache_hit for r in self.history)
 
     def best_so_far(self) -> np.ndarray:
         """Best reward after each episode (the search's learning curve)."""
