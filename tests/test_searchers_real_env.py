@@ -105,6 +105,34 @@ def test_every_searcher_stays_inside_the_budget_on_the_real_env(name):
     assert env.table.cost(result.best_policy).macs <= budget
 
 
+def _one_level_more_breaks_the_budget(env: PruningEnv, kept: list[int]) -> bool:
+    """Whether the policy is within one rounding step under the budget: every unit keeps
+    all it may, or giving some unit one more level would break the budget."""
+    wall = env.wall
+    for i, k in enumerate(kept):
+        if k < wall.kept_max[i]:
+            more = np.array(kept)
+            more[i] = wall.level(i, wall.level_index(i, k) + 1)
+            if not env.target.within(more):
+                return True
+    return bool(np.array_equal(kept, wall.kept_max))
+
+
+def test_random_fills_the_budget_and_random_raw_does_not():
+    env = _tiny_env()
+    filled = make_searcher("random", env, seed=0).search(env, 12, progress=False)
+    raw = make_searcher("random-raw", env, seed=0).search(env, 12, progress=False)
+    for rec in filled.history:
+        assert env.target.within(np.array(rec.kept))
+        assert _one_level_more_breaks_the_budget(env, list(rec.kept)), rec.kept
+    mean = {name: np.mean([r.metrics["macs_ratio"] for r in result.history])
+            for name, result in (("filled", filled), ("raw", raw))}  # fmt: skip
+    assert mean["raw"] < mean["filled"] <= 0.4, mean
+    loose = sum(not _one_level_more_breaks_the_budget(env, list(r.kept)) for r in raw.history)
+    assert loose >= 3  # uniform actions leave budget unused
+    assert len({r.kept for r in filled.history}) > 6  # and random is still random
+
+
 def test_an_rl_search_on_the_real_env_resumes_to_the_same_history(tmp_path):
     opts = {"warmup_episodes": 2}
     full = make_searcher("ddpg", _tiny_env(), seed=5, **opts).search(episodes=7, progress=False)

@@ -19,6 +19,7 @@ from prunegym.agents.callbacks import (
     TensorBoardCallback,
 )
 from prunegym.agents.checkpoint import CheckpointError
+from prunegym.agents.cmaes import CMAESSearcher
 from prunegym.agents.episodes import fill_budget, play_episode, uniform_sparsity
 from prunegym.agents.factory import ALGOS, AMC_DDPG, AMC_NOISE, make_agent
 from prunegym.agents.noise import TruncatedNormalNoise
@@ -34,6 +35,7 @@ __all__ = [
     "BASELINES",
     "SEARCHERS",
     "BestPolicyCallback",
+    "CMAESSearcher",
     "CheckpointCallback",
     "CheckpointError",
     "EpisodeCreditReplayBuffer",

@@ -3,7 +3,8 @@
 ``make_searcher(name, env, seed, **options)``; every searcher is a
 :class:`~prunegym.agents.searcher.Searcher`:
 
-- ``uniform``, ``random``, ``evolution``: :mod:`prunegym.agents.baselines`;
+- ``uniform``, ``random``, ``random-raw``, ``evolution``:
+  :mod:`prunegym.agents.baselines`; ``cmaes``: :mod:`prunegym.agents.cmaes`;
 - ``ddpg`` / ``td3`` / ``sac`` / ``ppo``: :class:`~prunegym.agents.rl.RLSearcher`
   around :func:`~prunegym.agents.factory.make_agent`.
 """
@@ -15,7 +16,13 @@ from typing import Any
 
 import gymnasium as gym
 
-from prunegym.agents.baselines import EvolutionSearcher, RawRandomSearcher, UniformSearcher
+from prunegym.agents.baselines import (
+    EvolutionSearcher,
+    RandomSearcher,
+    RawRandomSearcher,
+    UniformSearcher,
+)
+from prunegym.agents.cmaes import CMAESSearcher
 from prunegym.agents.factory import ALGOS
 from prunegym.agents.rl import RLSearcher
 from prunegym.agents.searcher import Searcher
@@ -23,16 +30,19 @@ from prunegym.agents.searcher import Searcher
 #: Baseline searcher name -> class (the RL agents are the names of :data:`ALGOS`).
 BASELINES: dict[str, type[Searcher]] = {
     "uniform": UniformSearcher,
-    "random": RawRandomSearcher,
+    "random": RandomSearcher,
+    "random-raw": RawRandomSearcher,
     "evolution": EvolutionSearcher,
+    "cmaes": CMAESSearcher,
 }
 
 SEARCHERS: tuple[str, ...] = tuple(BASELINES) + tuple(ALGOS)
 
 
 def make_searcher(name: str, env: gym.Env | None = None, seed: int = 0, **options: Any) -> Searcher:
-    """A searcher by name: a baseline (``uniform``, ``random``, ``evolution``) or an
-    RL agent (``ddpg``, ``td3``, ``sac``, ``ppo``; ``options`` go to :func:`make_agent`)."""
+    """A searcher by name: a baseline (``uniform``, ``random``, ``random-raw``,
+    ``evolution``, ``cmaes``) or an RL agent (``ddpg``, ``td3``, ``sac``, ``ppo``;
+    ``options`` go to :func:`make_agent`)."""
     if name in BASELINES:
         cls = BASELINES[name]
         known = [p for p in inspect.signature(cls.__init__).parameters if p not in
