@@ -173,6 +173,48 @@ def test_ddpg_learns_better_than_random_actions_with_the_same_episodes():
     assert gaps["ddpg"] < 0.8 * gaps["random-raw"], gaps
 
 
+class _Lucky(SyntheticPruningEnv):
+    """The search reward is the true accuracy plus a fixed "luck" per network (as a small
+    reward slice gives); the held-out score is the truth."""
+
+    def _finish(self):
+        reward, info = super()._finish()
+        seed = abs(hash(tuple(int(k) for k in self._kept))) % 2**32
+        reward += float(np.random.default_rng(seed).normal(0.0, 0.05))
+        return reward, {**info, "reward": reward}
+
+
+def test_the_answer_is_picked_on_the_held_out_slice_among_the_top_candidates(tmp_path):
+    env = _Lucky(n_units=6, ratio=0.5)
+    path = tmp_path / "best.json"
+    result = make_searcher("random", env, seed=0).search(
+        env, 40, callbacks=[BestPolicyCallback(path)], progress=False
+    )
+    assert len(result.selection) == 5 and result.actor is None
+    ranked = sorted(result.history, key=lambda r: -r.reward)
+    assert [r.episode for r in result.selection] == [r.episode for r in ranked[:5]]
+    truth = [env.accuracy(r.sparsities) for r in result.selection]
+    assert [r.heldout["accuracy"] for r in result.selection] == pytest.approx(truth)
+    best = result.best
+    assert best.heldout["reward"] == max(truth)  # the truest, not the luckiest
+    assert result.search_best is ranked[0] and best.reward <= ranked[0].reward
+    assert env.accuracy(best.sparsities) >= env.accuracy(ranked[0].sparsities)
+    meta = json.loads(path.read_text())["meta"]
+    assert meta["heldout_accuracy"] == best.heldout["accuracy"]
+    assert meta["reward"] == best.reward and meta["episode"] == best.episode
+    plain = make_searcher("random", env, seed=0, select_top=0).search(env, 40, progress=False)
+    assert plain.selection == [] and plain.best is plain.search_best
+
+
+def test_an_rl_agent_offers_its_deterministic_policy_to_the_selection():
+    env = SyntheticPruningEnv(n_units=4)
+    result = make_searcher("ddpg", env, seed=0, warmup_episodes=2).search(env, 6, progress=False)
+    actor = result.actor
+    assert actor is not None and actor in result.selection and "reward" in actor.heldout
+    assert actor.episode == 6 and all(actor is not r for r in result.history)
+    assert len(result.history) == 6  # the actor's episode is not a search episode
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

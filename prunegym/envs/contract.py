@@ -104,6 +104,15 @@ class TerminalInfo(_TerminalInfo, total=False):
     latency_ratio: float  # when the real latency is measured
 
 
+class HeldoutScore(TypedDict):
+    """A policy scored on the held-out slice of the reward split (never the test split,
+    never the slice the search is scored on)."""
+
+    accuracy: float
+    reward: float  # the env's reward with the held-out accuracies
+    samples: int
+
+
 #: Names of :class:`PruningGame`, the only attributes a searcher reads.
 GAME_ATTRIBUTES = (
     "n_units",
@@ -115,6 +124,7 @@ GAME_ATTRIBUTES = (
     "action_for_sparsity",
     "cost_ratio",
     "within_budget",
+    "score_heldout",
 )
 
 
@@ -161,6 +171,11 @@ class PruningGame(Protocol):
         """Whether per-unit ``sparsities`` meet the budget exactly (no evaluation)."""
         ...
 
+    def score_heldout(self, policy: PruningPolicy) -> HeldoutScore | None:
+        """``policy`` (a finished episode's) scored on the held-out slice; None when the
+        env has none (then candidates can only be compared by their search reward)."""
+        ...
+
 
 class _WrappedGame:
     """A :class:`PruningGame` read through Gymnasium wrappers with ``get_wrapper_attr``."""
@@ -202,6 +217,10 @@ class _WrappedGame:
 
     def within_budget(self, sparsities: Any) -> bool:
         return bool(self._get("within_budget")(sparsities))
+
+    def score_heldout(self, policy: PruningPolicy) -> HeldoutScore | None:
+        score: HeldoutScore | None = self._get("score_heldout")(policy)
+        return score
 
 
 def game_of(env: gym.Env) -> PruningGame:

@@ -13,6 +13,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from prunegym.envs.contract import HeldoutScore
 from prunegym.envs.evaluator import (
     EvaluationError,
     Evaluator,
@@ -212,6 +213,7 @@ class PruningEnv(WalledGame):
         self._obs = ObservationBuilder(self.table, goal, wall.kept_min)
         self.observation_space = spaces.Box(0.0, 1.0, (OBSERVATION_SIZE,), np.float32)
         self._dense_result: ProxyResult | None = None
+        self._dense_heldout: ProxyResult | None = None
 
     def _evaluator(self, data: Any, options: Mapping[str, Any], seed: int) -> Evaluator:
         if data is None:
@@ -290,14 +292,33 @@ class PruningEnv(WalledGame):
             "seconds": seconds,
         }  # fmt: skip
 
-    def _metrics(self, result: ProxyResult, kept: np.ndarray, achieved: float) -> dict[str, float]:
-        assert self._dense_result is not None
+    def score_heldout(self, policy: PruningPolicy) -> HeldoutScore | None:
+        """``policy`` scored on the evaluator's held-out slice of the reward split, with
+        the same pruner (BN recalibration, reconstruction) and reward as the search;
+        None when the evaluator has no held-out slice."""
+        if not getattr(self.evaluator, "heldout_samples", 0):
+            return None
+        if self._dense_heldout is None:
+            self._dense_heldout = self.evaluator.evaluate_model(self.model, split="heldout")
+        result = self.evaluator.evaluate(self.pruner, policy, split="heldout")
+        kept = self.table.kept_counts(policy.as_array(self.table), policy.round_to)
+        achieved = float(self.target.cost(kept))
+        metrics = self._metrics(result, kept, achieved, self._dense_heldout)
+        reward = float(self.reward_fn(metrics).value)
+        return {"accuracy": result.accuracy, "reward": reward, "samples": result.samples}
+
+    def _metrics(
+        self, result: ProxyResult, kept: np.ndarray, achieved: float,
+        dense: ProxyResult | None = None,
+    ) -> dict[str, float]:  # fmt: skip
+        dense = dense if dense is not None else self._dense_result
+        assert dense is not None
         cost = self.table.cost_of_kept(kept)
         total = self.table.total
         metrics = {
             "accuracy": result.accuracy,
             "loss": result.loss,
-            "dense_accuracy": self._dense_result.accuracy,
+            "dense_accuracy": dense.accuracy,
             "macs": float(cost.macs),
             "params": float(cost.params),
             "macs_ratio": cost.macs / total.macs,
