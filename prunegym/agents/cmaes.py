@@ -58,7 +58,7 @@ class CMAESSearcher(EpisodicSearcher):
 
     # ask and tell ---------------------------------------------------------------------
     def _start(self, x0: np.ndarray) -> None:
-        import cma  # imported on use: it takes seconds and loads matplotlib
+        import cma  # type: ignore[import-untyped]  # no type hints; imported on use (seconds)
 
         rng = self._randn
         options = {

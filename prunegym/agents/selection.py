@@ -22,9 +22,9 @@ TOP_K = 5
 def top_candidates(history: Iterable[EpisodeRecord], k: int = TOP_K) -> list[EpisodeRecord]:
     """The ``k`` best records by search reward, one per network (kept counts); the
     earliest record of a network represents it, ties go to the earlier episode."""
-    first: dict[tuple[int, ...], EpisodeRecord] = {}
+    first: dict[tuple[float, ...], EpisodeRecord] = {}
     for rec in history:
-        key = rec.kept or tuple(round(s, 12) for s in rec.sparsities)
+        key: tuple[float, ...] = rec.kept or tuple(round(s, 12) for s in rec.sparsities)
         if key not in first or rec.reward > first[key].reward:
             first[key] = rec
     ranked = sorted(first.values(), key=lambda r: (-r.reward, r.episode))
