@@ -288,6 +288,7 @@ def _three_units() -> nn.Module:
 def test_single_level_units_are_applied_without_a_step() -> None:
     # unit 0 has 4 channels: rounded to multiples of 8 it can only keep all 4
     env = PruningEnv(_three_units(), tiny_data(), ratio=1.0, evaluator_options=FAST)
+    assert env.levels == 0 and env.min_allowed_sparsity() == 0.0  # no episode yet
     _, info = env.reset(seed=0)
     assert (info["index"], info["skipped"], info["levels"]) == (1, [0], 2)
     _, _, done, _, info = env.step(np.array([1.0], np.float32))

@@ -107,9 +107,12 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
 
     @property
     def levels(self) -> int:
-        """How many rounded levels the wall allows the unit to decide now (0 when none)."""
+        """How many rounded levels the wall allows the unit to decide now (0 outside an
+        episode)."""
         t = self.step_index
-        return self.wall.level_count(t, self._allowed) if t < self.n_units else 0
+        if self._t is None or t >= self.n_units:
+            return 0
+        return self.wall.level_count(t, self._allowed)
 
     def sparsity_for_action(self, action: Any) -> float:
         """Where ``action`` points in the interval the wall allows the current unit,
@@ -257,7 +260,9 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
     def min_allowed_sparsity(self) -> float:
         """The smallest sparsity the wall lets the next unit take (0 after the last)."""
         t = self.step_index
-        return self.wall.min_sparsity_for(t, self._allowed) if t < self.n_units else 0.0
+        if self._t is None or t >= self.n_units:
+            return 0.0
+        return self.wall.min_sparsity_for(t, self._allowed)
 
     def _observe(self) -> np.ndarray:
         raise NotImplementedError
