@@ -60,8 +60,10 @@ def play(env: gym.Env, actions: np.ndarray) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
     env.reset(seed=0)
     info: dict[str, Any] = {}
-    for a in actions:
-        *_, info = env.step(np.array([a], dtype=np.float32))
+    for a in actions:  # single-level units take no step: the episode may end early
+        *_, terminated, _, info = env.step(np.array([a], dtype=np.float32))
+        if terminated:
+            break
     return time.perf_counter() - start, info
 
 

@@ -44,6 +44,19 @@ def test_noise_is_truncated_to_the_bounds_and_seeded():
         TruncatedNormalNoise(decay=0.0)
 
 
+def test_default_exploration_has_amcs_relative_width_and_a_settable_decay():
+    """AMC: sigma 0.5 on its [0, 1] keep-ratio actions; ours span [-1, 1]: sigma 1.0."""
+    env = SyntheticPruningEnv(n_units=4)
+    noise = make_agent("ddpg", env, seed=0, warmup_episodes=1).action_noise
+    assert (noise.sigma0, noise.decay) == (1.0, 0.95)
+    ours = noise.perturb(np.zeros((20000, 1)), -1.0, 1.0)  # from the middle of the range
+    amc = TruncatedNormalNoise(sigma=0.5, seed=1).perturb(np.full((20000, 1), 0.5), 0.0, 1.0)
+    relative = (ours.std() / 2.0) / (amc.std() / 1.0)  # std over the range's width
+    assert relative == pytest.approx(1.0, abs=0.03)
+    slower = make_agent("ddpg", env, noise={"decay": 0.99}).action_noise
+    assert (slower.sigma0, slower.decay) == (1.0, 0.99)
+
+
 def _buffer(**kw):
     box = spaces.Box(0.0, 1.0, (2,), np.float32)
     act = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -90,11 +103,12 @@ def test_ddpg_defaults_are_amcs():
     agent = make_agent("ddpg", env, seed=0, warmup_episodes=2)
     assert type(agent) is ALGOS["ddpg"]
     assert agent.tau == 0.01 and agent.gamma == 1.0 and agent.batch_size == 64
-    assert agent.buffer_size == 100 * 4 and agent.learning_starts == 2 * 4
+    assert agent.buffer_size == 100 * 4 and agent.warmup_episodes == 2  # episodes, not steps
+    assert agent.learning_starts == 0
     assert agent.train_freq.frequency == 1 and agent.train_freq.unit.value == "episode"
     assert isinstance(agent.replay_buffer, EpisodeCreditReplayBuffer)
     assert isinstance(agent.action_noise, TruncatedNormalNoise)
-    assert agent.action_noise.sigma0 == 0.5 and agent.action_noise.decay == 0.95
+    assert agent.action_noise.sigma0 == 1.0 and agent.action_noise.decay == 0.95
     sizes = [m.out_features for m in agent.actor.mu if isinstance(m, torch.nn.Linear)]
     assert sizes == [300, 300, 1]
     qsizes = [m.out_features for m in agent.critic.qf0 if isinstance(m, torch.nn.Linear)]
@@ -120,14 +134,19 @@ def test_amc_additions_switch_off():
 
 
 class _Actions(BaseCallback):
-    """Records the action of every step the agent takes (SB3's public callback API)."""
+    """Records the action of every step the agent takes and the episodes finished
+    before it (SB3's public callback API)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.actions: list[float] = []
+        self.episode: list[int] = []
+        self._done = 0
 
     def _on_step(self) -> bool:
         self.actions.append(float(np.asarray(self.locals["buffer_actions"]).reshape(-1)[0]))
+        self.episode.append(self._done)
+        self._done += int(np.asarray(self.locals["dones"]).reshape(-1)[0])
         return True
 
 
@@ -154,11 +173,12 @@ def test_warmup_plays_uniform_random_actions_without_noise():
     noise = _SpyNoise(sigma=0.5, warmup_episodes=50, seed=0)
     agent = make_agent("ddpg", env, seed=3, warmup_episodes=50, action_noise=noise)
     seen = _Actions()
-    agent.learn(50 * 4, callback=seen)  # the warm-up only: no update yet
-    assert len(seen.actions) == 200
-    assert -1 <= min(seen.actions) < -0.8 and 0.8 < max(seen.actions) <= 1  # uniform
-    assert abs(np.mean(seen.actions)) < 0.15
-    assert noise.calls == [] and noise.sigma == 0.5  # no noise, no decay in the warm-up
+    agent.learn(50 * 4, callback=seen)  # at least the warm-up (single-level units skip)
+    warm = [a for a, e in zip(seen.actions, seen.episode, strict=True) if e < 50]
+    assert len(warm) > 100 and seen.episode[-1] >= 49
+    assert -1 <= min(warm) < -0.8 and 0.8 < max(warm) <= 1  # uniform
+    assert abs(np.mean(warm)) < 0.15
+    assert all(e >= 50 for e, _, _ in noise.calls)  # no noise in the warm-up
 
 
 def test_after_the_warmup_actions_are_the_actors_perturbed_by_amc_noise():
@@ -190,3 +210,46 @@ def test_td3_sac_ppo_build():
         agent = make_agent(name, env, seed=0, warmup_episodes=1, rollout_episodes=2)
         assert type(agent) is ALGOS[name]
     assert make_agent("ppo", env, rollout_episodes=2).n_steps == 6
+
+
+def _linear_sizes(net: torch.nn.Module) -> list[int]:
+    return [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
+@pytest.mark.parametrize("name", ["td3", "sac"])
+def test_td3_and_sac_share_amcs_settings_for_one_terminal_reward(name):
+    env = SyntheticPruningEnv(n_units=6)
+    agent = make_agent(name, env, seed=0, warmup_episodes=1)
+    assert (agent.gamma, agent.batch_size, agent.tau) == (1.0, 64, 0.01)  # not 0.99 / 256
+    assert isinstance(agent.replay_buffer, EpisodeCreditReplayBuffer)
+    assert agent.replay_buffer.episode_credit and agent.replay_buffer.baseline_alpha == 0.5
+    assert agent.buffer_size == 100 * 6 and agent.warmup_episodes == 1
+    assert agent.train_freq.unit.value == "episode" and agent.gradient_steps == -1
+    assert _linear_sizes(agent.actor)[:2] == [300, 300]
+    assert _linear_sizes(agent.critic.qf0) == [300, 300, 1]
+    if name == "td3":
+        assert agent.policy_delay == 2 and agent.target_policy_noise == 0.2
+        assert agent.action_noise.sigma0 == 1.0
+    else:
+        assert agent.action_noise is None and agent.ent_coef == "auto"
+    agent.learn(3 * 6)  # the warm-up episode, then updates
+    assert agent.actor.optimizer.param_groups[0]["lr"] == 1e-4
+    assert agent.critic.optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_ppo_credits_every_step_with_the_final_reward():
+    env = SyntheticPruningEnv(n_units=6)
+    agent = make_agent("ppo", env, seed=0, rollout_episodes=4)
+    assert (agent.gamma, agent.gae_lambda) == (1.0, 1.0)  # not 0.99 / 0.95
+    assert agent.n_steps == agent.batch_size == 4 * 6 and agent.n_epochs == 10
+    std = agent.policy.log_std.exp().detach().numpy()
+    assert std == pytest.approx([0.5])  # not SB3's 1.0: fewer actions clipped to the bounds
+    assert _linear_sizes(agent.policy.mlp_extractor.policy_net) == [300, 300]
+    assert _linear_sizes(agent.policy.mlp_extractor.value_net) == [300, 300]
+    # lambda 1 and gamma 1: every step's return is the episode's final reward
+    agent.learn(agent.n_steps)
+    buf = agent.rollout_buffer
+    ends = np.flatnonzero(buf.episode_starts.reshape(-1)[1:]) + 1  # first step of episodes
+    first_episode = slice(0, int(ends[0]))
+    returns = buf.returns.reshape(-1)[first_episode]
+    assert returns == pytest.approx([returns[-1]] * len(returns))

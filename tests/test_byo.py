@@ -169,10 +169,10 @@ def test_env_features_that_need_a_train_split_work_with_from_tensors() -> None:
 
     data = DataSplits.from_tensors(_tensors(160), seed=2)
     options = {"bn_batches": 2, "bn_batch_size": 16}
-    plain = PruningEnv(_tiny_cnn(), data, round_to=1, evaluator_options=options)
-    refit = PruningEnv(
-        _tiny_cnn(), data, round_to=1, evaluator_options=options, reconstruction=True
+    plain = PruningEnv(
+        _tiny_cnn(), data, round_to=1, evaluator_options=options, reconstruction=False
     )
+    refit = PruningEnv(_tiny_cnn(), data, round_to=1, evaluator_options=options)  # on by default
     for env in (plain, refit):
         assert env.evaluator.bn_recalibration  # calibration batches came from the train split
         served = {r for x, _ in env.evaluator.calibration for r in _rows(x)}

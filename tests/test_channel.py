@@ -93,3 +93,28 @@ def test_bad_policies_are_refused(example_input) -> None:
     with pytest.raises(PruningError, match="already masked"):
         pruner.mask(PruningPolicy.uniform(table, 0.5))
     pruner.unmask()
+
+
+def _hand_made() -> torch.nn.Module:
+    """conv0 (4 channels) -> conv1 reads them: conv0's filters grow with the channel
+    index, conv1's weights on each input channel shrink with it."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 3),
+    )  # fmt: skip
+    with torch.no_grad():
+        for c in range(4):
+            model[0].weight[c].fill_(0.1 * (c + 1))
+            model[2].weight[:, c].fill_(0.1 * (4 - c))
+    return model.eval()
+
+
+def test_consumer_l1_ranks_channels_by_the_weights_that_read_them() -> None:
+    model = _hand_made()
+    table = LayerTable.from_model(model, torch.zeros(1, 1, 6, 6))
+    policy = {"consumer_l1": [], "l1": []}
+    for importance in policy:
+        pruner = ChannelPruner(model, table, importance=importance, round_to=1)
+        removed = pruner.removed_channels(pruner.policy([0.5] * len(table)))
+        policy[importance] = removed[table.names[0]].tolist()
+    assert policy == {"consumer_l1": [2, 3], "l1": [0, 1]}  # AMC's choice, not the filters'

@@ -63,6 +63,35 @@ def test_the_evaluator_never_reads_a_test_index(digits: Any) -> None:
     assert splits["train"].touched.isdisjoint(test)
 
 
+def test_the_held_out_slice_is_disjoint_from_the_search_slice_and_never_the_test_split(
+    digits: Any,
+) -> None:
+    from prunegym.agents import make_searcher
+
+    splits = {name: Recorder(digits.plain(name)) for name in ("train", "reward_val", "test")}
+    data = SimpleNamespace(**splits)
+    reward_val = digits.indices["reward_val"]
+    options = {"mode": "masked", "preload": False, "subset_size": 60, "heldout_size": 40}
+    env = PruningEnv(make_model("smallcnn", in_channels=1), data, ratio=0.5,
+                     evaluator_options=options)  # fmt: skip
+    ev = env.evaluator
+    search, held = set(ev.subset_indices.tolist()), set(ev.heldout_indices.tolist())
+    assert len(search) == 60 and len(held) == 40 and not search & held
+    assert search | held <= set(range(len(reward_val)))
+    splits["reward_val"].touched.clear()
+    make_searcher("random", env, seed=0, select_top=0).search(env, 4, progress=False)
+    search_rows = set(reward_val[sorted(search)].tolist())
+    assert splits["reward_val"].touched == search_rows  # the episodes read the search slice
+    splits["reward_val"].touched.clear()
+    env.score_heldout(env.pruner.policy([0.1] * env.n_units))
+    assert splits["reward_val"].touched == set(reward_val[sorted(held)].tolist())  # ... this
+    result = make_searcher("random", env, seed=1, select_top=3).search(env, 4, progress=False)
+    assert len(result.selection) == 3 and all(r.heldout for r in result.selection)
+    assert splits["test"].touched == set()
+    assert not set(digits.indices["test"].tolist()) & set(reward_val.tolist())
+    assert ev.stats["heldout_evaluations"] >= 3
+
+
 def _trained_smallcnn(digits: Any, epochs: int = 3) -> nn.Module:
     x, y = digits.tensors("train")
     torch.manual_seed(0)
@@ -150,10 +179,15 @@ def test_fixed_subset_is_seeded_and_sized(digits: Any) -> None:
     c = Evaluator(digits.reward_val, subset_size=50, seed=2)
     assert a.samples == 50 and np.array_equal(a.subset_indices, b.subset_indices)
     assert not np.array_equal(a.subset_indices, c.subset_indices)
-    assert Evaluator(digits.reward_val, subset_size=10**6).samples == len(digits.reward_val)
+    everything = Evaluator(digits.reward_val, subset_size=10**6)  # all but the held-out fifth
+    n = len(digits.reward_val)
+    assert (everything.samples, everything.heldout_samples) == (n - n // 5, n // 5)
+    assert Evaluator(digits.reward_val, heldout_size=0).samples == n
     x_pre = torch.cat([x for x, _ in a.batches()])
     lazy = Evaluator(digits.reward_val, subset_size=50, seed=1, preload=False, batch_size=7)
     assert torch.equal(x_pre, torch.cat([x for x, _ in lazy.batches()]))
+    held = torch.cat([x for x, _ in a.batches("heldout")])
+    assert torch.equal(held, torch.cat([x for x, _ in lazy.batches("heldout")]))
 
 
 def test_recalibration_averages_the_calibration_batches() -> None:
@@ -213,7 +247,7 @@ def test_search_proxy_and_training_evaluate_score_alike() -> None:
     gen = torch.Generator().manual_seed(3)
     x, y = torch.randn(40, 1, 8, 8, generator=gen), torch.randint(0, 10, (40,), generator=gen)
     model = make_model("smallcnn", in_channels=1).train()
-    proxy = Evaluator((x, y), batch_size=16).evaluate_model(model)
+    proxy = Evaluator((x, y), batch_size=16, heldout_size=0).evaluate_model(model)
     batches = list(zip(torch.split(x, 16), torch.split(y, 16), strict=True))
     full = evaluate(model, batches)
     assert model.training  # the mode is restored

@@ -67,10 +67,11 @@ def test_ddpg_run_writes_the_run_directory(tmp_path, capsys):
     units = [k.removeprefix("sparsity/") for k in rows[0] if k.startswith("sparsity/")]
     assert list(summary["best_sparsities"]) == units  # execution order: features.10 last
     assert units != sorted(units)
-    best = max(float(r["reward"]) for r in rows)
-    assert summary["best_reward"] == pytest.approx(best)
     policy = PruningPolicy.from_json(run / "best_policy.json")
-    assert policy.meta["reward"] == pytest.approx(best)
+    # the answer is picked on the held-out slice among the best candidates and the
+    # actor's deterministic policy (which need not be in history.csv)
+    assert 0.0 <= policy.meta["heldout_accuracy"] <= 1.0
+    assert summary["best_reward"] == pytest.approx(policy.meta["reward"])
     assert summary["best_metrics"]["macs_ratio"] <= 0.5
 
 

@@ -45,11 +45,12 @@ def cost_with(wall: ActionWall, kept: np.ndarray, t: int, count: int) -> float:
 
 
 def run(wall: ActionWall, requests: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Drive the wall like the environment does; return (walled sparsities, kept).
+    """Drive the wall with requested sparsities; return (applied sparsities, kept).
 
-    Checks every step: the walled sparsity is never below the request, and the wall is
-    tight: the allowed count is the unit's largest rounded level that keeps the budget
-    reachable (one more level would not), so it clips only as much as it must.
+    Each unit keeps the rounded count of its request, or the most the wall allows when
+    that is fewer. Checks every step: the wall is tight (the allowed count is the unit's
+    largest rounded level that keeps the budget reachable; one more level would not),
+    the allowed count is one of the unit's levels, and the applied sparsity keeps it.
     """
     kept = wall.channels.copy()
     out = np.zeros(len(requests))
@@ -59,10 +60,12 @@ def run(wall: ActionWall, requests: list[float]) -> tuple[np.ndarray, np.ndarray
         if allowed < wall.kept_max[t]:
             one_more = min(allowed + wall.round_to, int(wall.kept_max[t]))
             assert cost_with(wall, kept, t, one_more) > wall.target.budget, (t, allowed)
-        out[t], kept[t] = wall.clip(t, s, allowed)
+        levels = wall.level_count(t, allowed)
+        assert wall.level(t, levels - 1) == allowed and levels >= 1
         asked = min(max(s, wall.min_sparsity), wall.max_sparsity)
-        assert out[t] >= asked  # never below the ask
-        assert kept[t] == min(wall.kept_one(t, asked), allowed)  # the request, or the wall
+        kept[t] = min(wall.kept_one(t, asked), allowed)  # the request, or the wall
+        out[t] = wall.sparsity_for_kept(t, int(kept[t]))
+        assert out[t] >= asked or kept[t] == wall.kept_one(t, asked)  # never more kept
     return out, kept
 
 
@@ -105,7 +108,8 @@ def test_loose_budget_changes_nothing() -> None:
     wall = make_wall(table, "macs", 1.0)
     requests = list(np.linspace(0.0, 0.8, len(table)))
     sparsities, _ = run(wall, requests)
-    assert np.allclose(sparsities, requests)
+    wanted = table.kept_counts(np.array(requests), 8)
+    assert np.array_equal(table.kept_counts(sparsities, 8), wanted)
 
 
 def test_tight_budget_clips_late_units_and_lands_on_it() -> None:
@@ -157,6 +161,6 @@ def test_sparsity_for_kept_round_trips_every_level() -> None:
         for u in range(len(table)):
             lo, hi = int(wall.kept_min[u]), int(wall.kept_max[u])
             for j in range(0, -(-(hi - lo) // r) + 1):
-                k = wall._level(u, j)
+                k = wall.level(u, j)
                 s = wall.sparsity_for_kept(u, k)
                 assert 0.1 <= s <= 0.9 and wall.kept_one(u, s) == k

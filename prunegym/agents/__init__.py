@@ -4,7 +4,12 @@ exploration, baseline searchers with the same interface and episode budget).
 They know the environment only through :mod:`prunegym.envs.contract`.
 """
 
-from prunegym.agents.baselines import EvolutionSearcher, RandomSearcher, UniformSearcher
+from prunegym.agents.baselines import (
+    EvolutionSearcher,
+    RandomSearcher,
+    RawRandomSearcher,
+    UniformSearcher,
+)
 from prunegym.agents.buffers import EpisodeCreditReplayBuffer
 from prunegym.agents.callbacks import (
     BestPolicyCallback,
@@ -14,8 +19,9 @@ from prunegym.agents.callbacks import (
     TensorBoardCallback,
 )
 from prunegym.agents.checkpoint import CheckpointError
-from prunegym.agents.episodes import play_episode, uniform_sparsity
-from prunegym.agents.factory import ALGOS, AMC_DDPG, make_agent
+from prunegym.agents.cmaes import CMAESSearcher
+from prunegym.agents.episodes import fill_budget, play_episode, uniform_sparsity
+from prunegym.agents.factory import ALGOS, AMC_DDPG, AMC_NOISE, make_agent
 from prunegym.agents.metadata import (
     IncompatibleAgentError,
     LoadedAgent,
@@ -37,9 +43,11 @@ from prunegym.agents.transfer import TransferResult, TransferSearcher, transfer
 __all__ = [
     "ALGOS",
     "AMC_DDPG",
+    "AMC_NOISE",
     "BASELINES",
     "SEARCHERS",
     "BestPolicyCallback",
+    "CMAESSearcher",
     "CheckpointCallback",
     "CheckpointError",
     "EpisodeCreditReplayBuffer",
@@ -53,6 +61,7 @@ __all__ = [
     "ProgressBarCallback",
     "RLSearcher",
     "RandomSearcher",
+    "RawRandomSearcher",
     "RunMetadataCallback",
     "SearchCallback",
     "SearchResult",
@@ -63,6 +72,7 @@ __all__ = [
     "TruncatedNormalNoise",
     "UniformSearcher",
     "check_agent",
+    "fill_budget",
     "load_agent",
     "make_agent",
     "make_searcher",

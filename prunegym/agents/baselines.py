@@ -1,11 +1,17 @@
-"""The baselines an RL agent must beat, with the same episode budget.
+"""The baselines an RL agent must beat, with the same episode budget and evaluator.
 
-- ``uniform``: one sparsity for every unit, the smallest that meets the budget
-  (:func:`~prunegym.agents.episodes.uniform_sparsity`, no evaluation), evaluated once;
-  deterministic, so it stops once solved.
-- ``random``: uniform random actions in [-1, 1] through the action wall.
+- ``uniform``: one sparsity for every unit, the smallest that meets the budget after
+  rounding (:func:`~prunegym.agents.episodes.uniform_sparsity`, no evaluation),
+  evaluated once; deterministic, so it stops once solved.
+- ``random``: per-unit sparsities drawn uniformly in ``[min_sparsity, max_sparsity]``,
+  then scaled by one factor so the policy fills the budget
+  (:func:`~prunegym.agents.episodes.fill_budget`: within one rounding step under it).
+- ``random-raw``: uniform random actions in [-1, 1], one per step (what an RL agent's
+  warm-up plays); its episodes usually end well under the budget.
 - ``evolution``: a (mu + 1) evolutionary search over per-unit actions: uniform
   crossover of two elite parents plus Gaussian mutation whose scale decays.
+
+``cmaes`` (:mod:`prunegym.agents.cmaes`) is the published black-box optimiser.
 """
 
 from __future__ import annotations
@@ -16,18 +22,28 @@ import gymnasium as gym
 import numpy as np
 
 from prunegym.agents.checkpoint import CheckpointState, generator_from_state, generator_state
-from prunegym.agents.episodes import play_episode, uniform_sparsity
+from prunegym.agents.episodes import fill_budget, play_episode, uniform_sparsity
 from prunegym.agents.results import EpisodeRecord
 from prunegym.agents.searcher import Searcher
+from prunegym.envs.contract import PruningGame
+
+Act = Callable[[np.ndarray, int], float]
 
 
-def _replay(actions: Sequence[float] | np.ndarray) -> Callable[[np.ndarray, int], float]:
-    """A policy that plays ``actions[t]`` at step ``t`` whatever it observes."""
-    return lambda _obs, t: float(actions[t])
+def replay_actions(actions: Sequence[float] | np.ndarray) -> Act:
+    """A policy that plays ``actions[unit]`` for each unit, whatever it observes."""
+    return lambda _obs, unit: float(actions[unit])
 
 
-class _EpisodicSearcher(Searcher):
-    """A searcher that proposes whole action sequences, one per episode."""
+def replay_sparsities(game: PruningGame, sparsities: Sequence[float] | np.ndarray) -> Act:
+    """A policy that asks for ``sparsities[unit]`` for each unit (the action giving that
+    unit the sparsity's rounded count, or the most the budget allows)."""
+    return lambda _obs, unit: game.action_for_sparsity(float(sparsities[unit]))
+
+
+class EpisodicSearcher(Searcher):
+    """A searcher that proposes one whole candidate (a vector, one value per unit) per
+    episode; :meth:`act` says how the vector is played (default: as actions)."""
 
     def __init__(self, env: gym.Env | None = None, seed: int = 0) -> None:
         super().__init__(env, seed)
@@ -36,15 +52,19 @@ class _EpisodicSearcher(Searcher):
     def propose(self, n: int) -> np.ndarray:
         raise NotImplementedError
 
-    def observe(self, actions: np.ndarray, record: EpisodeRecord) -> None:
+    def act(self, candidate: np.ndarray) -> Act:
+        return replay_actions(candidate)
+
+    def observe(self, candidate: np.ndarray, record: EpisodeRecord) -> None:
         pass
 
     def _run(self, env: gym.Env, episodes: int) -> None:
         n = self.game.n_units
         while len(self.history) < episodes and not self.stop_requested:
-            actions = np.asarray(self.propose(n), dtype=np.float64)
-            rec = play_episode(env, _replay(actions), len(self.history), seed=self._reset_seed())
-            self.observe(actions, rec)
+            candidate = np.asarray(self.propose(n), dtype=np.float64)
+            rec = play_episode(env, self.act(candidate), len(self.history),
+                               seed=self._reset_seed())  # fmt: skip
+            self.observe(candidate, rec)
             self._record(rec)
             self._safe_point()
 
@@ -59,10 +79,23 @@ class _EpisodicSearcher(Searcher):
         self.rng = rng
 
 
-class RandomSearcher(_EpisodicSearcher):
-    """Uniform random actions through the env's action wall."""
+class RandomSearcher(EpisodicSearcher):
+    """Uniform random sparsities, scaled to fill the budget (within one rounding step)."""
 
     name = "random"
+
+    def propose(self, n: int) -> np.ndarray:
+        game = self.game
+        return fill_budget(game, self.rng.uniform(game.min_sparsity, game.max_sparsity, n))
+
+    def act(self, candidate: np.ndarray) -> Act:
+        return replay_sparsities(self.game, candidate)
+
+
+class RawRandomSearcher(EpisodicSearcher):
+    """Uniform random actions in [-1, 1] (the budget is usually not filled)."""
+
+    name = "random-raw"
 
     def propose(self, n: int) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, n)
@@ -72,7 +105,7 @@ class UniformSearcher(Searcher):
     """One sparsity for every unit: the smallest that meets the budget, evaluated once.
 
     The sparsity is solved on the game's exact budget check (no evaluation); the wall
-    then never clips it. A uniform policy is deterministic: the search stops once it
+    then never limits it. A uniform policy is deterministic: the search stops once it
     is evaluated instead of re-evaluating it.
     """
 
@@ -82,23 +115,22 @@ class UniformSearcher(Searcher):
         if self.history:
             return  # solved
         game = self.game
-        s = uniform_sparsity(game)
-        actions = [game.action_for_sparsity(s, t) for t in range(game.n_units)]
-        rec = play_episode(env, _replay(actions), len(self.history), seed=self._reset_seed())
+        policy = np.full(game.n_units, uniform_sparsity(game))
+        rec = play_episode(env, replay_sparsities(game, policy), len(self.history),
+                           seed=self._reset_seed())  # fmt: skip
         self._record(rec)
         self._safe_point()
 
 
-class EvolutionSearcher(_EpisodicSearcher):
+class EvolutionSearcher(EpisodicSearcher):
     """A steady-state (mu + 1) evolutionary search over per-unit actions.
 
     The first ``population`` candidates are uniform random; after that each candidate
     is a uniform crossover of two parents drawn from the ``elite`` best so far, plus
     Gaussian mutation of scale ``sigma * decay**generation`` (``generation`` =
     candidates after the initial population, divided by ``population``); ``elite``
-    defaults to ``min(4, population)``. The genotype of an evaluated candidate is what
-    the action wall actually applied (Lamarckian), so the elite always holds feasible
-    policies.
+    defaults to ``min(4, population)``. Actions pick levels inside what the budget
+    allows, so every genotype is a feasible policy and is kept as played.
     """
 
     name = "evolution"
@@ -138,11 +170,8 @@ class EvolutionSearcher(_EpisodicSearcher):
         child = child + self.rng.normal(0.0, self.mutation_scale(), n)
         return np.clip(child, -1.0, 1.0)
 
-    def observe(self, actions: np.ndarray, record: EpisodeRecord) -> None:
-        game = self.game
-        genotype = np.array([game.action_for_sparsity(s, t)
-                             for t, s in enumerate(record.sparsities)])  # fmt: skip
-        self.archive.append((genotype, float(record.reward)))
+    def observe(self, candidate: np.ndarray, record: EpisodeRecord) -> None:
+        self.archive.append((candidate.copy(), float(record.reward)))
 
     def state_dict(self) -> CheckpointState:
         state = super().state_dict()

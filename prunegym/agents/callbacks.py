@@ -48,7 +48,9 @@ class SearchCallback:
 
 class BestPolicyCallback(SearchCallback):
     """Follows the searcher's best episode and, with ``path``, writes its policy as JSON
-    (atomically, units in execution order) whenever it changes."""
+    (atomically, units in execution order) whenever it changes. Its ``meta`` holds the
+    episode, the search ``reward`` and metrics and, once the answer is picked on the
+    held-out slice, ``heldout_accuracy`` and ``heldout_reward``."""
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = None if path is None else Path(path)
@@ -69,6 +71,7 @@ class BestPolicyCallback(SearchCallback):
         self.best = best
         if self.path is not None and best.policy is not None:
             meta = {"episode": best.episode, "reward": best.reward, **best.metrics}
+            meta.update({f"heldout_{k}": v for k, v in best.heldout.items()})
             write_json(self.path, {**best.policy.to_dict(), "meta": meta})
 
 

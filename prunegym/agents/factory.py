@@ -1,22 +1,59 @@
-"""Stable-Baselines3 agents for the pruning game, with AMC's defaults for DDPG.
+"""Stable-Baselines3 agents for the pruning game: AMC's DDPG, and TD3, SAC and PPO set
+up for the same game.
 
-``make_agent("ddpg", env)`` gives DDPG as in the AMC reference (He et al. 2018):
-actor and critic 300-300, learning rates 1e-4 (actor) / 1e-3 (critic), tau 0.01,
-gamma 1, batch 64, a replay buffer of 100 episodes, ``warmup_episodes`` of uniform
-random actions, truncated-normal exploration noise (sigma 0.5, x0.95 per episode after
-the warm-up) and AMC's credit assignment (every transition gets the episode's final
-reward minus a moving-average baseline). All of it goes through SB3's extension points:
-``policy_kwargs``, ``action_noise``, ``replay_buffer_class``/``replay_buffer_kwargs``,
-``learning_starts``, ``train_freq`` and two small overrides in a subclass (the noise is
-not added during the warm-up and is truncated to the action bounds; the critic may have
-its own learning rate; :mod:`prunegym.agents.sb3_internals`). Every AMC addition can be
-switched off by an option.
+The game has 10-60 steps per episode (at most one per unit) and one reward, at the last
+step. SB3's defaults (gamma 0.99, batch 256, GAE lambda 0.95, a unit initial std) are
+made for long episodes with dense rewards: they discount and shrink the credit of the
+early units. Every agent here gets settings for short episodes with a terminal reward,
+so that comparing algorithms compares algorithms:
+
+================ =================== =================== =================== ===================
+setting          ``ddpg`` (AMC)      ``td3``             ``sac``             ``ppo``
+================ =================== =================== =================== ===================
+credit           every transition    as DDPG             as DDPG             gamma 1, GAE
+                 gets the episode's                                          lambda 1: each
+                 final reward minus                                          step's advantage
+                 a moving-average                                            is the final
+                 baseline (alpha                                             reward minus
+                 0.5); gamma 1                                               V(s_t)
+batch            64                  64                  64                  the whole rollout
+learning rates   1e-4 actor,         as DDPG             as DDPG (the        3e-4
+                 1e-3 critic                             entropy coefficient
+                                                         at the actor's)
+networks         300-300             300-300             300-300             300-300 (policy
+                                                                             and value)
+target nets      tau 0.01            tau 0.01, policy    tau 0.01            --
+                                     delay 2, target
+                                     noise 0.2 (clip
+                                     0.5)
+exploration      truncated normal,   as DDPG             its own entropy     Gaussian policy,
+                 sigma 1.0 (AMC's                        (automatic          initial std 0.5
+                 0.5 of [0, 1]),                         coefficient), no    (std 1 would put a
+                 x0.95 per episode                       added noise         third of the
+                 after the warm-up                                           actions on the
+                                                                             bounds)
+warm-up          100 episodes of     as DDPG             as DDPG             --
+                 uniform random
+                 actions, no update
+updates          at the end of each  as DDPG             as DDPG             10 epochs over
+                 episode, one                                                each rollout of 8
+                 gradient step per                                           episodes' steps
+                 transition; replay
+                 of 100 episodes
+================ =================== =================== =================== ===================
+
+All of it goes through SB3's extension points: ``policy_kwargs``, ``action_noise``,
+``replay_buffer_class``/``replay_buffer_kwargs``, ``train_freq`` and small overrides in
+a subclass (:mod:`prunegym.agents.sb3_internals`: the warm-up counts episodes, the noise
+is truncated to the action bounds, the critic may have its own learning rate). Every
+setting can be overridden by a keyword and every AMC addition switched off.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,7 +78,8 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
 
 OFF_POLICY = ("ddpg", "td3", "sac")
 
-#: AMC's DDPG settings (He et al. 2018, and the authors' reference code).
+#: AMC's DDPG settings (He et al. 2018, and the authors' reference code), which TD3 and
+#: SAC share.
 AMC_DDPG = {
     "learning_rate": 1e-4,
     "critic_learning_rate": 1e-3,
@@ -51,12 +89,31 @@ AMC_DDPG = {
     "policy_kwargs": {"net_arch": {"pi": [300, 300], "qf": [300, 300]}},
 }
 
+#: PPO for one terminal reward: no discount and no GAE shrinkage, a narrow initial policy.
+PPO_SETTINGS = {
+    "learning_rate": 3e-4,
+    "gamma": 1.0,
+    "gae_lambda": 1.0,
+    "n_epochs": 10,
+    "ent_coef": 0.0,
+    "policy_kwargs": {
+        "net_arch": {"pi": [300, 300], "vf": [300, 300]},
+        "log_std_init": math.log(0.5),
+    },
+}
 
-def amc_defaults(name: str) -> dict[str, Any]:
-    """The SB3 keyword defaults prunegym uses for ``name`` (before episode-size options)."""
+#: AMC's exploration noise in prunegym's action units. AMC draws keep ratios in [0, 1]
+#: with sigma 0.5 (half the action range); prunegym's actions span [-1, 1], so the same
+#: relative width is sigma 1.0. ``decay`` is per episode after the warm-up; any of it
+#: can be set with ``noise={"sigma": ..., "decay": ...}``.
+AMC_NOISE = {"sigma": 1.0, "decay": 0.95}
+
+
+def agent_defaults(name: str) -> dict[str, Any]:
+    """The SB3 keywords prunegym uses for ``name`` (before the episode-size options)."""
     if name not in ALGOS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(ALGOS))}")
-    return copy.deepcopy(AMC_DDPG) if name == "ddpg" else {}
+    return copy.deepcopy(AMC_DDPG if name in OFF_POLICY else PPO_SETTINGS)
 
 
 def make_agent(
@@ -73,17 +130,18 @@ def make_agent(
     verbose: int = 0,
     **sb3_kwargs: Any,
 ) -> BaseAlgorithm:
-    """Build agent ``name`` (one of :data:`ALGOS`) for a pruning ``env``.
+    """Build agent ``name`` (one of :data:`ALGOS`) for a pruning ``env``, with the
+    settings of the module's table.
 
-    ``warmup_episodes`` of uniform random actions (``learning_starts``), a replay buffer
-    of ``replay_episodes`` episodes, truncated-normal ``noise`` (True: AMC's sigma 0.5
-    decaying 0.95 per episode; a mapping: :class:`TruncatedNormalNoise` options; False or
-    None: no noise, SAC and PPO explore through their own stochastic policies),
-    ``episode_credit`` and ``baseline_alpha`` (the AMC replay buffer; both False/None
-    give SB3's plain buffer) apply to the off-policy agents; updates happen at the end
-    of every episode with one gradient step per transition. PPO collects
-    ``rollout_episodes`` whole episodes per update. ``sb3_kwargs`` override anything
-    (``policy_kwargs`` is merged).
+    Off-policy agents: ``warmup_episodes`` of uniform random actions (no update), a
+    replay buffer of ``replay_episodes`` episodes, truncated-normal ``noise`` (True:
+    :data:`AMC_NOISE`; a mapping: :class:`TruncatedNormalNoise` options over those
+    defaults, e.g. ``{"decay": 0.9}``; False or None: no noise, SAC explores through its
+    own stochastic policy and gets none by default), ``episode_credit`` and
+    ``baseline_alpha`` (the AMC replay buffer; both False/None give SB3's plain
+    buffer); updates at the end of every episode with one gradient step per transition.
+    PPO collects ``rollout_episodes * n_units`` steps per update (at least that many
+    episodes). ``sb3_kwargs`` override anything (``policy_kwargs`` is merged).
     """
     if name not in ALGOS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(ALGOS))}")
@@ -93,12 +151,12 @@ def make_agent(
                        ("rollout_episodes", rollout_episodes)):  # fmt: skip
         if int(value) < (1 if key != "warmup_episodes" else 0):
             raise ValueError(f"{key} must be >= {0 if key == 'warmup_episodes' else 1}")
-    kwargs: dict[str, Any] = amc_defaults(name)
+    kwargs: dict[str, Any] = agent_defaults(name)
     if name in OFF_POLICY:
         kwargs.update(
             buffer_size=int(replay_episodes) * n,
-            # at least one whole episode must be in the buffer before the first update
-            learning_starts=max(int(warmup_episodes), 1) * n,
+            warmup_episodes=int(warmup_episodes),  # counted in episodes by the AMC classes
+            learning_starts=0,
             train_freq=(1, "episode"),
             gradient_steps=-1,
         )
@@ -109,14 +167,14 @@ def make_agent(
                 "baseline_alpha": baseline_alpha,
             }
         if (noise and name != "sac") or isinstance(noise, Mapping):
-            options: dict[str, Any] = {"sigma": 0.5, "decay": 0.95}
+            options: dict[str, Any] = dict(AMC_NOISE)
             if isinstance(noise, Mapping):
                 options.update(noise)
             options.setdefault("warmup_episodes", int(warmup_episodes))
             kwargs["action_noise"] = TruncatedNormalNoise(shape=(1,), seed=seed, **options)
     else:  # ppo
         n_steps = int(rollout_episodes) * n
-        kwargs.update(n_steps=n_steps, batch_size=n_steps, gamma=1.0)
+        kwargs.update(n_steps=n_steps, batch_size=n_steps)
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
     policy_kwargs.update(sb3_kwargs.pop("policy_kwargs", None) or {})
     kwargs.update(sb3_kwargs)

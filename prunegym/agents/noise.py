@@ -2,8 +2,10 @@
 
 AMC (He et al. 2018) samples each action from a normal distribution centred on the
 actor's output and truncated to the action bounds, with a standard deviation ``sigma``
-that starts at 0.5 and is multiplied by 0.95 after every episode once the warm-up is
-over (0.5 * 0.95**60 ~= 0.023: after about 60 episodes the agent barely explores).
+that starts at 0.5 of its [0, 1] action range and is multiplied by 0.95 after every
+episode once the warm-up is over (0.5 * 0.95**60 ~= 0.023: after about 60 episodes the
+agent barely explores). prunegym's actions span [-1, 1], so the same relative width is
+sigma 1.0 (the default of :func:`~prunegym.agents.factory.make_agent`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ class EpisodeRecord:
 
     ``kept`` holds each unit's kept count after rounding (what defines the network);
     ``cache_hit`` says the evaluator scored it from its cache (an equal network was
-    evaluated before).
+    evaluated before); ``heldout`` holds the candidate's ``accuracy`` and ``reward`` on
+    the held-out slice once it was re-scored there (the selection at the end of a search).
     """
 
     episode: int
@@ -37,6 +38,7 @@ class EpisodeRecord:
     policy: PruningPolicy | None = field(default=None, compare=False, repr=False)
     kept: tuple[int, ...] = ()
     cache_hit: bool = False
+    heldout: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -50,6 +52,7 @@ class EpisodeRecord:
         row.update({f"term/{k}": v for k, v in self.terms.items()})
         row["seconds"] = self.seconds
         row["cache_hit"] = int(self.cache_hit)
+        row.update({f"heldout/{k}": v for k, v in self.heldout.items()})
         row.update({f"sparsity/{n}": s for n, s in zip(names, self.sparsities, strict=True)})
         if self.kept:
             row.update({f"kept/{n}": k for n, k in zip(names, self.kept, strict=True)})
@@ -73,6 +76,7 @@ class EpisodeRecord:
             "policy": None if self.policy is None else self.policy.to_dict(),
             "kept": list(self.kept),
             "cache_hit": self.cache_hit,
+            "heldout": dict(self.heldout),
         }
 
     @classmethod
@@ -89,21 +93,32 @@ class EpisodeRecord:
             policy=None if policy is None else PruningPolicy.from_dict(_dict(policy)),
             kept=tuple(_int(k) for k in _list(data["kept"])),
             cache_hit=_bool(data["cache_hit"]),
+            heldout={str(k): _float(v) for k, v in _dict(data.get("heldout", {})).items()},
         )
 
 
 @dataclass
 class SearchResult:
-    """The searcher's best episode and the history of every evaluated episode, in order.
+    """The searcher's answer and the history of every evaluated episode, in order.
 
-    ``best`` is the searcher's answer (the highest reward for most searchers; the
-    uniform policy that meets the budget for ``uniform``): the policy in
-    ``best_policy.json`` and the best of ``summary.json``.
+    ``best`` is the searcher's answer: the policy in ``best_policy.json`` and the best
+    of ``summary.json``. At the end of a search the best candidates by search reward
+    (and, for an RL agent, its deterministic actor's policy: ``actor``) are re-scored on
+    the held-out slice and ``best`` is the best there (``selection`` holds them all,
+    with their ``heldout`` scores); ``search_best`` is the highest search reward. An
+    env without a held-out slice, or a stopped search, leaves ``best == search_best``.
     """
 
     best: EpisodeRecord | None
     history: list[EpisodeRecord]
     unit_names: list[str] | None = None
+    selection: list[EpisodeRecord] = field(default_factory=list)
+    actor: EpisodeRecord | None = None
+
+    @property
+    def search_best(self) -> EpisodeRecord | None:
+        """The highest search reward (the earliest on ties)."""
+        return best_record(self.history)
 
     @property
     def best_policy(self) -> PruningPolicy | None:
@@ -116,7 +131,14 @@ class SearchResult:
 
     @property
     def episodes(self) -> int:
+        """Evaluated candidates: every episode, cache hits included."""
         return len(self.history)
+
+    @property
+    def cache_hits(self) -> int:
+        """Episodes whose candidate the evaluator had already scored (no new forward
+        pass): late episodes of a converging search repeat candidates."""
+        return sum(r.cache_hit for r in self.history)
 
     def best_so_far(self) -> np.ndarray:
         """Best reward after each episode (the search's learning curve)."""

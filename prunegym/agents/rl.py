@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from prunegym.agents.checkpoint import CheckpointError, CheckpointState, generator_state
-from prunegym.agents.episodes import record_from_infos
+from prunegym.agents.episodes import play_episode, record_from_infos
 from prunegym.agents.factory import ALGOS, make_agent, noise_sigma
+from prunegym.agents.results import EpisodeRecord
 from prunegym.agents.sb3_internals import restart_rollout
 from prunegym.agents.searcher import Searcher, check_searcher
 
@@ -48,8 +50,8 @@ class _SB3Bridge(BaseCallback):
         # agent, its buffer and the history agree, so the state may be saved here
         if not self._steps:
             self.searcher._safe_point()
-            if self.searcher.stop_requested:
-                self._stop = True
+            if self.searcher.stop_requested or len(self.searcher.history) >= self.episodes:
+                self._stop = True  # the next step (not recorded, not stored) ends learn
 
     def _on_step(self) -> bool:
         if self._stop:
@@ -109,9 +111,25 @@ class RLSearcher(Searcher):
             # continue the env's RNG as saved (the pruning env's reset is deterministic)
             restart_rollout(agent)
             self._restore_env_rng()
+        # an episode has at most n_units steps: the bridge stops learn at ``episodes``
         agent.learn(remaining * self.game.n_units, callback=_SB3Bridge(self, episodes),
                     reset_num_timesteps=not self.history)  # fmt: skip
         self._resumed = False
+
+    def _actor_candidate(self, env: gym.Env) -> EpisodeRecord | None:
+        """One episode of the agent's deterministic policy (no exploration), a
+        candidate of the held-out selection; the next ``learn`` starts a fresh episode."""
+        agent = self.agent
+        if agent is None:
+            return None
+
+        def act(obs: np.ndarray, _unit: int) -> float:
+            action, _ = agent.predict(obs, deterministic=True)
+            return float(np.asarray(action).reshape(-1)[0])
+
+        record = play_episode(env, act, len(self.history))
+        self._resumed = True  # SB3's last observation belongs to the interrupted rollout
+        return record
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the agent as an SB3 zip (``agent.zip``)."""

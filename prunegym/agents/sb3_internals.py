@@ -10,7 +10,8 @@ SB3 offers no public way to
   the agent's last observation, which belongs to the environment of the saved run;
 - change how an off-policy algorithm samples its exploration action and how it sets its
   optimizers' learning rates, except by overriding ``_sample_action`` and
-  ``_update_learning_rate`` in a subclass (what SB3's own algorithms do).
+  ``_update_learning_rate`` in a subclass (what SB3's own algorithms do); the warm-up
+  that counts episodes also wraps ``train``, the public method each algorithm defines.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def restart_rollout(agent: BaseAlgorithm) -> None:
 class AMCExplorationMixin(_Host):
     """AMC's exploration for an SB3 off-policy algorithm.
 
-    - no action noise during the warm-up (``num_timesteps < learning_starts``): the
-      warm-up plays uniform random actions, as SB3 already does;
+    - the warm-up counts episodes, not steps (an episode has at most one step per unit):
+      the first ``warmup_episodes`` episodes play uniform random actions without noise
+      (SB3's own warm-up sampling), and the first update comes after the episode that
+      follows them (AMC's ``episode > warmup``); SB3's ``learning_starts`` is 0;
     - a noise with a ``perturb(action)`` method (:class:`TruncatedNormalNoise`) samples
       around the actor's action truncated to the bounds, instead of SB3's add-and-clip;
     - the noise's decay counts the algorithm's own finished episodes, which SB3 saves
@@ -55,21 +58,28 @@ class AMCExplorationMixin(_Host):
     """
 
     critic_learning_rate: float | None = None
+    warmup_episodes: int = 0
 
     def _sample_action(
         self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        warm = self.num_timesteps < learning_starts
+        warm = finished_episodes(self) < self.warmup_episodes
+        starts = self.num_timesteps + 1 if warm else 0  # SB3 samples uniformly while warm
         if action_noise is not None and hasattr(action_noise, "episodes"):
             action_noise.episodes = finished_episodes(self)
         perturb = getattr(action_noise, "perturb", None)
         if perturb is None and not warm:
-            return super()._sample_action(learning_starts, action_noise, n_envs)
-        action, buffer_action = super()._sample_action(learning_starts, None, n_envs)
+            return super()._sample_action(starts, action_noise, n_envs)
+        action, buffer_action = super()._sample_action(starts, None, n_envs)
         if warm or perturb is None:
             return action, buffer_action
         buffer_action = perturb(buffer_action, -1.0, 1.0)
         return self.policy.unscale_action(buffer_action), buffer_action
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        if finished_episodes(self) <= self.warmup_episodes:
+            return  # no update during the warm-up
+        super().train(gradient_steps, batch_size)
 
     def _update_learning_rate(self, optimizers: Any) -> None:
         super()._update_learning_rate(optimizers)
@@ -80,22 +90,43 @@ class AMCExplorationMixin(_Host):
 class AMCDDPG(AMCExplorationMixin, DDPG):
     """SB3's DDPG with AMC's exploration (see :class:`AMCExplorationMixin`)."""
 
-    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        critic_learning_rate: float | None = None,
+        warmup_episodes: int = 0,
+        **kwargs: Any,
+    ):
         self.critic_learning_rate = critic_learning_rate
+        self.warmup_episodes = int(warmup_episodes)
         super().__init__(*args, **kwargs)
 
 
 class AMCTD3(AMCExplorationMixin, TD3):
     """SB3's TD3 with AMC's exploration."""
 
-    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        critic_learning_rate: float | None = None,
+        warmup_episodes: int = 0,
+        **kwargs: Any,
+    ):
         self.critic_learning_rate = critic_learning_rate
+        self.warmup_episodes = int(warmup_episodes)
         super().__init__(*args, **kwargs)
 
 
 class AMCSAC(AMCExplorationMixin, SAC):
     """SB3's SAC with AMC's warm-up and optional extra noise."""
 
-    def __init__(self, *args: Any, critic_learning_rate: float | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        critic_learning_rate: float | None = None,
+        warmup_episodes: int = 0,
+        **kwargs: Any,
+    ):
         self.critic_learning_rate = critic_learning_rate
+        self.warmup_episodes = int(warmup_episodes)
         super().__init__(*args, **kwargs)

@@ -3,7 +3,9 @@
 ``searcher.search(env, episodes) -> SearchResult(best, history)``. Every searcher plays
 the same environment through the game contract (:mod:`prunegym.envs.contract`), so
 every candidate goes through the same action wall and the same evaluator; a comparison
-is only honest with the same ``episodes``.
+is only honest with the same ``episodes``. At the end the ``select_top`` best
+candidates (and an RL agent's deterministic policy) are re-scored on the held-out slice
+and the best there is the answer (:mod:`prunegym.agents.selection`).
 
 A searcher's whole state (history, RNG states, and a subclass's own: agent, replay
 buffer, archive) is saved by :meth:`Searcher.save_checkpoint` at safe points and
@@ -35,6 +37,7 @@ from prunegym.agents.checkpoint import (
 )
 from prunegym.agents.episodes import check_action_space
 from prunegym.agents.results import EpisodeRecord, SearchResult, best_record
+from prunegym.agents.selection import TOP_K, pick, rescore, top_candidates
 from prunegym.envs.contract import PruningGame, game_of
 
 
@@ -42,11 +45,15 @@ class Searcher:
     """Base class of every searcher (see the module docstring)."""
 
     name = "searcher"
+    #: Candidates re-scored on the held-out slice at the end of a search (0: none).
+    select_top: int = TOP_K
 
     def __init__(self, env: gym.Env | None = None, seed: int = 0) -> None:
         self.env = env
         self.seed = int(seed)
         self.history: list[EpisodeRecord] = []
+        self.selection: list[EpisodeRecord] = []
+        self.actor_record: EpisodeRecord | None = None
         self.unit_names: list[str] = []
         self.stop_requested = False
         self._callbacks: list[SearchCallback] = []
@@ -82,6 +89,7 @@ class Searcher:
             self._notify("on_search_start")
             if len(self.history) < int(episodes):
                 self._run(env, int(episodes))
+            self._select(env)
             result = self.result()
             self._notify("on_search_end", result)
         finally:
@@ -97,11 +105,32 @@ class Searcher:
         return game_of(self.env)
 
     def result(self) -> SearchResult:
-        return SearchResult(self.best, list(self.history), list(self.unit_names))
+        """The answer (the held-out selection's pick, once made) and the history."""
+        best = pick(self.selection) if self.selection else self.best
+        return SearchResult(best, list(self.history), list(self.unit_names),
+                            list(self.selection), self.actor_record)  # fmt: skip
+
+    def _select(self, env: gym.Env) -> None:
+        """Re-score the best candidates on the held-out slice (not after a stop request:
+        the user asked to stop, and the answer is then the best search reward)."""
+        self.selection, self.actor_record = [], None
+        if self.stop_requested or not self.history or self.select_top < 1:
+            return
+        self.actor_record = self._actor_candidate(env)
+        extra = [] if self.actor_record is None else [self.actor_record]
+        candidates = top_candidates(self.history, self.select_top) + extra
+        self.selection = rescore(self.game, candidates)
+        if extra:
+            self.actor_record = self.selection[-1]  # with its held-out score
+
+    def _actor_candidate(self, env: gym.Env) -> EpisodeRecord | None:
+        """An extra candidate for the selection (an RL agent's deterministic policy)."""
+        return None
 
     @property
     def best(self) -> EpisodeRecord | None:
-        """The searcher's answer so far: the highest reward (the earliest on ties)."""
+        """The best so far by search reward (the earliest on ties); the search's answer
+        is :meth:`result`'s ``best``, picked on the held-out slice."""
         return best_record(self.history)
 
     def request_stop(self) -> None:

@@ -3,8 +3,11 @@
 Both sides import this module and nothing else of each other: the environments of
 :mod:`prunegym.envs` implement :class:`PruningGame` and fill the infos below; the
 searchers of :mod:`prunegym.agents` rely on nothing more. A game is a Gymnasium env
-with ``Box(-1, 1, (1,))`` actions and one step per prunable unit; the episode's score is
-the last step's reward. :func:`game_of` reads the game through Gymnasium wrappers.
+with ``Box(-1, 1, (1,))`` actions and at most one step per prunable unit (a unit the
+budget leaves a single choice is applied without a step); each action picks one of the
+rounded levels the budget allows the unit, so no action is ever clipped. The episode's
+score is the last step's reward. :func:`game_of` reads the game through Gymnasium
+wrappers.
 """
 
 from __future__ import annotations
@@ -23,17 +26,21 @@ class ResetInfo(TypedDict):
     unit: str
     index: int
     n_units: int
+    levels: int  # the rounded levels the budget allows that unit
+    skipped: list[int]  # units before it applied without a step (a single level each)
 
 
 class StepInfo(TypedDict):
-    """``info`` of every step: what was asked for unit ``index`` and what the wall applied."""
+    """``info`` of every step: what was asked for unit ``index`` and what it got."""
 
     unit: str
     index: int
-    requested_sparsity: float  # the action's sparsity, before the wall
-    sparsity: float  # the sparsity applied (after the wall)
+    requested_sparsity: float  # where the action points in [min_allowed, max_sparsity]
+    sparsity: float  # the sparsity applied: the level the action picked
     kept: int  # channels (or weights) the unit keeps, after rounding
-    clipped: bool  # True when the wall kept fewer than the request would have
+    levels: int  # how many rounded levels the budget allowed the unit
+    skipped: list[int]  # the units after it applied without a step (a single level each)
+    next_index: int  # the unit the next step decides (n_units when the episode is over)
 
 
 class TargetInfo(TypedDict):
@@ -88,12 +95,22 @@ class _TerminalInfo(StepInfo):
     target: TargetInfo
     evaluation: EvaluationInfo
     seconds: dict[str, float]
+    skipped_units: list[int]  # every unit applied without a step in this episode
 
 
 class TerminalInfo(_TerminalInfo, total=False):
     """``info`` of the last step: the step's keys plus the episode's outcome."""
 
     latency_ratio: float  # when the real latency is measured
+
+
+class HeldoutScore(TypedDict):
+    """A policy scored on the held-out slice of the reward split (never the test split,
+    never the slice the search is scored on)."""
+
+    accuracy: float
+    reward: float  # the env's reward with the held-out accuracies
+    samples: int
 
 
 #: Names of :class:`PruningGame`, the only attributes a searcher reads.
@@ -108,6 +125,7 @@ GAME_ATTRIBUTES = (
     "action_for_sparsity",
     "cost_ratio",
     "within_budget",
+    "score_heldout",
 )
 
 
@@ -142,11 +160,13 @@ class PruningGame(Protocol):
     def max_sparsity(self) -> float: ...
 
     def sparsity_for_action(self, action: Any) -> float:
-        """The sparsity (before the wall) that ``action`` in [-1, 1] asks for."""
+        """Where ``action`` in [-1, 1] points for the unit being decided, in the interval
+        the budget allows it (before it is mapped to one of the unit's levels)."""
         ...
 
-    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
-        """The action asking for ``sparsity``; with ``unit``, exact through rounding."""
+    def action_for_sparsity(self, sparsity: float) -> float:
+        """The action giving the unit being decided the rounded count of ``sparsity`` (or
+        the most the budget allows, when that is fewer); valid during an episode."""
         ...
 
     def cost_ratio(self, sparsities: Any) -> float:
@@ -155,6 +175,11 @@ class PruningGame(Protocol):
 
     def within_budget(self, sparsities: Any) -> bool:
         """Whether per-unit ``sparsities`` meet the budget exactly (no evaluation)."""
+        ...
+
+    def score_heldout(self, policy: PruningPolicy) -> HeldoutScore | None:
+        """``policy`` (a finished episode's) scored on the held-out slice; None when the
+        env has none (then candidates can only be compared by their search reward)."""
         ...
 
 
@@ -194,14 +219,18 @@ class _WrappedGame:
     def sparsity_for_action(self, action: Any) -> float:
         return float(self._get("sparsity_for_action")(action))
 
-    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
-        return float(self._get("action_for_sparsity")(sparsity, unit))
+    def action_for_sparsity(self, sparsity: float) -> float:
+        return float(self._get("action_for_sparsity")(sparsity))
 
     def cost_ratio(self, sparsities: Any) -> float:
         return float(self._get("cost_ratio")(sparsities))
 
     def within_budget(self, sparsities: Any) -> bool:
         return bool(self._get("within_budget")(sparsities))
+
+    def score_heldout(self, policy: PruningPolicy) -> HeldoutScore | None:
+        score: HeldoutScore | None = self._get("score_heldout")(policy)
+        return score
 
 
 def game_of(env: gym.Env) -> PruningGame:

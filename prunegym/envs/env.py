@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from prunegym.envs.contract import GameDescription
+from prunegym.envs.contract import GameDescription, HeldoutScore
 from prunegym.envs.evaluator import (
     EvaluationError,
     Evaluator,
@@ -29,6 +29,7 @@ from prunegym.envs.observation import (
     OBSERVATION_SIZE,
     ObservationBuilder,
 )
+from prunegym.envs.presets import resolve_settings
 from prunegym.envs.rewards import make_reward
 from prunegym.envs.targets import TargetContext, check_target, make_target
 from prunegym.envs.wall import ActionWall
@@ -51,19 +52,24 @@ class PruningEnv(WalledGame):
     the prunable units of the model's :class:`~prunegym.pruners.LayerTable` in execution
     order (a channel unit is a dependency group: the coupled channels of a residual stage
     are one unit; a weight unit is one conv/linear weight); each step chooses one unit's
-    sparsity. After the last unit the whole policy is applied to a private copy of the
+    sparsity (a unit the budget leaves a single choice is applied without a step). After
+    the last unit the whole policy is applied to a private copy of the
     model (the caller's model is never touched) and scored on the reward split by the
     :class:`~prunegym.envs.Evaluator`. The budget is hard: an action wall keeps every
     episode inside it.
 
     ## Action Space
-    ``Box(-1, 1, (1,), float32)``, mapped linearly to a sparsity (fraction of the unit's
-    channels or weights to remove) in ``[min_sparsity, max_sparsity]``; out-of-range
-    actions are clipped, non-finite ones are errors. The sparsity is then clipped by the
-    action wall: the unit keeps at most as many channels as still lets the target be met
-    if every later unit went to ``max_sparsity``. The wall works on the kept counts after
-    rounding (channels round up to multiples of ``round_to``), so every episode ends with
-    ``cost <= ratio * dense cost`` exactly (MACs and params: integers, no tolerance).
+    ``Box(-1, 1, (1,), float32)``, relative to the action wall: the wall lets the unit
+    keep at most as many channels (or weights) as still lets the target be met if every
+    later unit went to ``max_sparsity``, and at least its count at ``max_sparsity``; the
+    rounded levels in between (multiples of ``round_to``) split the action range into
+    equal bins, -1 keeping the most the wall allows (sparsity ``min_allowed``, observed)
+    and +1 the fewest. No action is clipped by the wall and every bin is a different
+    network; out-of-range actions count as -1 or 1, non-finite ones are errors. Each step
+    reports the ``requested_sparsity`` (where the action points in ``[min_allowed,
+    max_sparsity]``), the applied ``sparsity`` (the picked level) and the number of
+    ``levels``. Every episode ends with ``cost <= ratio * dense cost`` exactly (MACs and
+    params: integers, no tolerance).
 
     ## Observation Space
     ``Box(0, 1, ({size},), float32)``, the same length and meaning for every model; features
@@ -75,19 +81,22 @@ class PruningEnv(WalledGame):
     {features}
 
     ## Rewards
-    0 on every step but the last. At the last step, the named reward (``amc``:
-    ``-error * ln(MACs)``; ``accuracy``: the proxy accuracy under the hard budget;
-    ``tradeoff``: ``w_acc * acc / dense_acc + w_macs * (1 - MACs ratio) + w_params *
-    (1 - params ratio)``, weights via ``reward_weights``), computed from the evaluator's
-    proxy accuracy. Its terms are in ``info["reward_terms"]``.
+    0 on every step but the last. At the last step, the named reward computed from the
+    evaluator's proxy accuracy: ``retention`` (default), ``acc / dense_acc``, the same
+    scale on every model; ``accuracy`` (AMC's ``acc_reward``); ``amc``, ``-error *
+    ln(MACs)``, whose scale depends on the model's absolute MACs; ``tradeoff``, ``w_acc *
+    acc / dense_acc + w_macs * (1 - MACs ratio) + w_params * (1 - params ratio)``, weights
+    via ``reward_weights``. :mod:`prunegym.envs.rewards` says when each fits. Its terms
+    are in ``info["reward_terms"]``.
 
     ## Starting State
     ``reset(seed=...)`` restores the unpruned state: no unit decided, the first unit
     observed. The environment itself draws no random numbers.
 
     ## Episode End
-    ``terminated`` is True after the step of the last unit (episode length = number of
-    units); there is no truncation. The terminal ``info`` holds ``policy`` (a
+    ``terminated`` is True once every unit is decided (at most one step per unit; the
+    units applied without a step are ``info["skipped_units"]``); there is no
+    truncation. The terminal ``info`` holds ``policy`` (a
     :class:`~prunegym.pruners.PruningPolicy` with the walled sparsities),
     ``accuracy``, ``macs_ratio``, ``params_ratio`` (and ``latency_ratio``) at the top level,
     ``requested_sparsities``, ``sparsities``, ``kept_counts``, ``metrics`` (accuracy,
@@ -99,21 +108,26 @@ class PruningEnv(WalledGame):
 
     ## Arguments
     ``model`` (a trained ``nn.Module``), ``data`` (an object with ``reward_val`` and
-    ``train`` Datasets, e.g. ``prunegym.experiments.build_data(...)``, or tensors
-    ``(x, y)`` of reward images) or ``evaluator`` (an :class:`Evaluator`); ``target``
-    (``macs``, ``params`` or ``latency``) and ``ratio`` in (0, 1] (the fraction of the
-    dense cost the result may keep); ``min_sparsity``/``max_sparsity``; ``importance``;
-    ``round_to`` (channel rounding, default 8; 1 for weights); ``reward`` and
-    ``reward_weights``; ``evaluator_options`` (keyword arguments of :class:`Evaluator`);
-    ``reconstruction`` (AMC's least-squares refit on the calibration batches);
-    ``latency_options`` (``levels``, ``threads``, ``warmup``, ``repeats``,
-    ``dense_repeats`` of the latency lookup, and ``batch_size`` of the timing input);
-    ``example_input``, ``ignored`` layers, ``device``, ``seed`` (channel ranking and
-    evaluation subset).
+    ``train`` Datasets, e.g. ``prunegym.experiments.build_data(...)`` or, for your own
+    tensors, ``prunegym.experiments.DataSplits.from_tensors(train=(x, y))``) or
+    ``evaluator`` (an :class:`Evaluator`); ``target`` (``macs``, ``params`` or
+    ``latency``) and ``ratio`` in (0, 1] (the fraction of the dense cost the result may
+    keep); ``min_sparsity``/``max_sparsity`` (default 0 and 0.8); ``importance``
+    (default ``l1``); ``round_to`` (channel rounding, default 8; 1 for weights);
+    ``reward`` (default ``retention``) and ``reward_weights``; ``evaluator_options``
+    (keyword arguments of :class:`Evaluator`); ``reconstruction`` (AMC's least-squares
+    refit of the consumers on the calibration batches; default: on wherever a train
+    split gives calibration data, channel pruning only); ``latency_options``
+    (``levels``, ``threads``, ``warmup``, ``repeats``, ``dense_repeats`` of the latency
+    lookup, and ``batch_size`` of the timing input); ``example_input``, ``ignored``
+    layers, ``device``, ``seed`` (channel ranking and evaluation subset); ``preset``
+    (``"amc"``: the AMC reference's ranking, reconstruction, reward, bounds and
+    rounding, see :mod:`prunegym.envs.presets`; arguments given explicitly win). The
+    resolved values are in ``env.settings``.
 
     Searchers use the game contract (:class:`~prunegym.envs.contract.PruningGame`):
-    ``n_units``, ``unit_names``, ``target_ratio``, ``sparsity_for_action(a)``,
-    ``action_for_sparsity(s, unit)`` (exact through rounding), ``cost_ratio(sparsities)``
+    ``n_units``, ``unit_names``, ``target_ratio``, ``sparsity_for_action(a)`` and
+    ``action_for_sparsity(s)`` (for the unit being decided), ``cost_ratio(sparsities)``
     and ``within_budget(sparsities)`` (no model touched); ``play(sparsities)`` runs one
     whole episode and returns ``(reward, terminal info)``.
 
@@ -133,19 +147,20 @@ class PruningEnv(WalledGame):
         granularity: str = "channel",
         target: str = "macs",
         ratio: float = 0.5,
-        min_sparsity: float = 0.0,
-        max_sparsity: float = 0.8,
-        importance: str = "l1",
+        min_sparsity: float | None = None,
+        max_sparsity: float | None = None,
+        importance: str | None = None,
         round_to: int | None = None,
-        reward: str = "amc",
+        reward: str | None = None,
         reward_weights: Mapping[str, float] | None = None,
         evaluator_options: Mapping[str, Any] | None = None,
-        reconstruction: bool = False,
+        reconstruction: bool | None = None,
         latency_options: Mapping[str, Any] | None = None,
         example_input: torch.Tensor | None = None,
         ignored: Iterable[str] = (),
         device: str | torch.device = "cpu",
         seed: int = 0,
+        preset: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         super().__init__()
@@ -153,19 +168,34 @@ class PruningEnv(WalledGame):
             raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
         if granularity not in ("channel", "weight"):
             raise ValueError(f"granularity must be 'channel' or 'weight', got {granularity!r}")
+        given = {"min_sparsity": min_sparsity, "max_sparsity": max_sparsity,
+                 "importance": importance, "round_to": round_to, "reward": reward,
+                 "reconstruction": reconstruction,
+                 "evaluator_options": evaluator_options}  # fmt: skip
+        self.settings = resolve_settings(preset, given)
+        self.preset = preset
         ratio = check_target(target, ratio)
-        min_sparsity, max_sparsity = check_bounds(min_sparsity, max_sparsity)
+        min_sparsity, max_sparsity = check_bounds(
+            self.settings["min_sparsity"], self.settings["max_sparsity"]
+        )
         if render_mode is not None:
             raise ValueError(
                 f"PruningEnv renders nothing; render_mode must be None, got {render_mode!r}"
             )
         self.render_mode = render_mode
         self.granularity = granularity
-        self.importance = importance
-        self.round_to = _check_round_to(granularity, target, round_to)
+        self.importance = str(self.settings["importance"])
+        self.round_to = _check_round_to(granularity, target, self.settings["round_to"])
         self.device = canonical_device(device)
-        self.reward_fn = make_reward(reward, reward_weights)
-        self.evaluator = self._evaluator(data, evaluator, evaluator_options, seed)
+        self.reward_fn = make_reward(self.settings["reward"], reward_weights)
+        if evaluator is not None and evaluator_options:
+            raise ValueError("evaluator_options apply only when the env builds the evaluator")
+        self.evaluator = evaluator if evaluator is not None else self._evaluator(
+            data, self.settings["evaluator_options"], seed
+        )  # fmt: skip
+        if canonical_device(self.evaluator.device) != self.device:
+            raise ValueError(f"the evaluator's data is on {self.evaluator.device}, the env's "
+                             f"device is {self.device}")  # fmt: skip
         if example_input is None:
             example_input = getattr(data, "example_input", None)
         if example_input is None:
@@ -176,7 +206,7 @@ class PruningEnv(WalledGame):
         grain: Granularity = "weight" if granularity == "weight" else "channel"
         self.table = LayerTable.from_model(self.model, self.example_input, grain,
                                            ignored=tuple(ignored))  # fmt: skip
-        self.pruner = self._pruner(reconstruction, seed)
+        self.pruner = self._pruner(self.settings["reconstruction"], seed)
         lookup, batch = _latency_options(latency_options)
         self.latency_input = self.example_input[:1].repeat(
             batch, *[1] * (self.example_input.dim() - 1)
@@ -189,33 +219,26 @@ class PruningEnv(WalledGame):
         self._obs = ObservationBuilder(self.table, goal, wall.kept_min)
         self.observation_space = spaces.Box(0.0, 1.0, (OBSERVATION_SIZE,), np.float32)
         self._dense_result: ProxyResult | None = None
+        self._dense_heldout: ProxyResult | None = None
 
-    def _evaluator(
-        self, data: Any, evaluator: Evaluator | None, options: Mapping[str, Any] | None, seed: int
-    ) -> Evaluator:
-        if evaluator is None:
-            if data is None:
-                raise ValueError(
-                    "PruningEnv needs data=... (with a reward_val split) or evaluator=..."
-                )
-            return evaluator_from_data(
-                data, **{"device": self.device, "seed": seed, **dict(options or {})}
-            )
-        if options:
-            raise ValueError("evaluator_options apply only when the env builds the evaluator")
-        if canonical_device(evaluator.device) != self.device:
-            raise ValueError(f"the evaluator's data is on {evaluator.device}, the env's "
-                             f"device is {self.device}")  # fmt: skip
-        return evaluator
+    def _evaluator(self, data: Any, options: Mapping[str, Any], seed: int) -> Evaluator:
+        if data is None:
+            raise ValueError("PruningEnv needs data=... (with a reward_val split) or evaluator=...")
+        return evaluator_from_data(data, **{"device": self.device, "seed": seed, **options})
 
-    def _pruner(self, reconstruction: bool, seed: int) -> ChannelPruner | WeightPruner:
+    def _pruner(self, reconstruction: bool | None, seed: int) -> ChannelPruner | WeightPruner:
+        """The pruner; ``reconstruction=None`` refits wherever calibration data exists."""
+        batches = self.evaluator.calibration_inputs()
         if self.granularity == "weight":
             if reconstruction:
                 raise ValueError("reconstruction applies to channel pruning only")
+            self.settings["reconstruction"] = False
             return WeightPruner(self.model, self.table, importance=self.importance)
+        if reconstruction is None:
+            reconstruction = bool(batches)
+        self.settings["reconstruction"] = reconstruction
         recon = None
         if reconstruction:
-            batches = self.evaluator.calibration_inputs()
             if not batches:
                 raise ValueError("reconstruction needs calibration data (a train split)")
             recon = Reconstructor(self.model, self.table, batches, seed=seed)
@@ -292,14 +315,33 @@ class PruningEnv(WalledGame):
             "seconds": seconds,
         }  # fmt: skip
 
-    def _metrics(self, result: ProxyResult, kept: np.ndarray, achieved: float) -> dict[str, float]:
-        assert self._dense_result is not None
+    def score_heldout(self, policy: PruningPolicy) -> HeldoutScore | None:
+        """``policy`` scored on the evaluator's held-out slice of the reward split, with
+        the same pruner (BN recalibration, reconstruction) and reward as the search;
+        None when the evaluator has no held-out slice."""
+        if not getattr(self.evaluator, "heldout_samples", 0):
+            return None
+        if self._dense_heldout is None:
+            self._dense_heldout = self.evaluator.evaluate_model(self.model, split="heldout")
+        result = self.evaluator.evaluate(self.pruner, policy, split="heldout")
+        kept = self.table.kept_counts(policy.as_array(self.table), policy.round_to)
+        achieved = float(self.target.cost(kept))
+        metrics = self._metrics(result, kept, achieved, self._dense_heldout)
+        reward = float(self.reward_fn(metrics).value)
+        return {"accuracy": result.accuracy, "reward": reward, "samples": result.samples}
+
+    def _metrics(
+        self, result: ProxyResult, kept: np.ndarray, achieved: float,
+        dense: ProxyResult | None = None,
+    ) -> dict[str, float]:  # fmt: skip
+        dense = dense if dense is not None else self._dense_result
+        assert dense is not None
         cost = self.table.cost_of_kept(kept)
         total = self.table.total
         metrics = {
             "accuracy": result.accuracy,
             "loss": result.loss,
-            "dense_accuracy": self._dense_result.accuracy,
+            "dense_accuracy": dense.accuracy,
             "macs": float(cost.macs),
             "params": float(cost.params),
             "macs_ratio": cost.macs / total.macs,

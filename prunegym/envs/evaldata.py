@@ -32,6 +32,24 @@ def as_dataset(data: Any) -> Any:
     return data
 
 
+def reward_val_slices(
+    n: int, subset_size: int | None, heldout_size: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint sorted slices of ``range(n)`` drawn once with ``seed``: the search
+    slice (``subset_size`` samples, default all the rest) and the held-out slice
+    (``heldout_size`` samples, default a fifth; 0 for none), both of the reward split."""
+    for label, value in (("subset_size", subset_size), ("heldout_size", heldout_size)):
+        low = 1 if label == "subset_size" else 0
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < low):  # fmt: skip
+            raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+    held = n // 5 if heldout_size is None else min(int(heldout_size), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    rest = order[held:]
+    search = rest if subset_size is None else rest[:subset_size]
+    return np.sort(search), np.sort(order[:held])
+
+
 def materialize(dataset: Any, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """The samples at ``indices`` stacked into ``(x, y)`` tensors."""
     if isinstance(dataset, TensorDataset):

@@ -4,6 +4,9 @@ Tricks, each switchable (and measured in ``benchmarks/bench_episode.py``):
 
 - a fixed evaluation subset of ``subset_size`` reward images, drawn once with ``seed``
   and kept in memory as tensors (``preload``), so no episode re-reads or re-transforms;
+- a second, disjoint held-out slice of the reward split (``heldout_size``, default a
+  fifth of it), never seen by the search: the best candidates are re-scored on it
+  (``split="heldout"``) so the one picked is not merely the luckiest on the first;
 - adaptive batch-norm recalibration (EagleEye, Li et al. 2020): after pruning, the BN
   running statistics are recomputed on a few calibration batches from the training
   split, which makes the proxy rank candidates much closer to their fine-tuned order;
@@ -26,17 +29,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from prunegym.envs.batchnorm import BNSnapshot, recalibrate_batchnorm
-from prunegym.envs.evaldata import as_dataset, calibration_batches, materialize
+from prunegym.envs.evaldata import (
+    as_dataset,
+    calibration_batches,
+    materialize,
+    reward_val_slices,
+)
 from prunegym.envs.scoring import NonFiniteOutputError, Score, score_batches
 from prunegym.pruners import ChannelPruner, PruningPolicy, WeightPruner
 
 Mode = Literal["auto", "masked", "physical"]
+Split = Literal["search", "heldout"]
 
 
 class EvaluationError(ValueError):
@@ -78,7 +86,10 @@ Pruner = ChannelPruner | WeightPruner
 class Evaluator:
     """Proxy accuracy of pruning candidates on a fixed subset of the reward split.
 
-    ``reward_val`` is a Dataset of ``(image, label)`` or a tuple of tensors ``(x, y)``.
+    ``reward_val`` is a Dataset of ``(image, label)`` or a tuple of tensors ``(x, y)``;
+    ``heldout_size`` of its samples (default a fifth; 0 for none) form the held-out slice
+    and ``subset_size`` of the rest (default all) the search slice, both drawn once with
+    ``seed`` and disjoint.
     ``calibration`` (for BN recalibration and the ``taylor`` criterion) is a Dataset
     (normally the un-augmented train split), a tensor of inputs, or a sequence of
     batches (``x`` or ``(x, y)``); ``bn_batches`` batches of ``bn_batch_size`` are drawn
@@ -94,6 +105,7 @@ class Evaluator:
         calibration: Any = None,
         *,
         subset_size: int | None = None,
+        heldout_size: int | None = None,
         batch_size: int = 256,
         bn_recalibration: bool | None = None,
         bn_batches: int = 4,
@@ -127,18 +139,17 @@ class Evaluator:
         n = len(self._dataset)
         if n < 1:
             raise ValueError("the reward_val data is empty")
-        if subset_size is None or subset_size >= n:
-            self.subset_indices = np.arange(n)
-        else:
-            if isinstance(subset_size, bool) or not isinstance(subset_size, int) or subset_size < 1:
-                raise ValueError(f"subset_size must be a positive integer, got {subset_size!r}")
-            rng = np.random.default_rng(seed)
-            self.subset_indices = np.sort(rng.choice(n, size=subset_size, replace=False))
-        self._x: torch.Tensor | None = None
-        self._y: torch.Tensor | None = None
+        self.subset_indices, self.heldout_indices = reward_val_slices(
+            n, subset_size, heldout_size, seed
+        )
+        self._indices = {"search": self.subset_indices, "heldout": self.heldout_indices}
+        self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if preload:
-            self._x, self._y = materialize(self._dataset, self.subset_indices)
-            self._x, self._y = self._x.to(self.device), self._y.to(self.device)
+            for split, indices in self._indices.items():
+                if not len(indices):
+                    continue  # no held-out slice
+                x, y = materialize(self._dataset, indices)
+                self._tensors[split] = (x.to(self.device), y.to(self.device))
         self.calibration, self.calibration_indices = calibration_batches(
             calibration, bn_batches, bn_batch_size, seed, self.device
         )
@@ -156,20 +167,27 @@ class Evaluator:
         self._probe_times: dict[str, list[float]] = {"masked": [], "physical": []}
         self.chosen_mode: str | None = None if mode == "auto" else mode
         self.stats: dict[str, Any] = {
-            "evaluations": 0, "cache_hits": 0, "masked": 0, "physical": 0,
+            "evaluations": 0, "cache_hits": 0, "heldout_evaluations": 0, "masked": 0,
+            "physical": 0,
             "probe_accuracy_diff": 0.0, "probe_seconds": self._probe_times,
         }  # fmt: skip
 
     # data -------------------------------------------------------------------------
     @property
     def samples(self) -> int:
+        """Samples of the search slice."""
         return len(self.subset_indices)
+
+    @property
+    def heldout_samples(self) -> int:
+        """Samples of the held-out slice (0: none)."""
+        return len(self.heldout_indices)
 
     @property
     def example_input(self) -> torch.Tensor:
         """A one-sample batch from the evaluation subset."""
-        if self._x is not None:
-            return self._x[:1].clone()
+        if "search" in self._tensors:
+            return self._tensors["search"][0][:1].clone()
         x, _ = materialize(self._dataset, self.subset_indices[:1])
         return x.to(self.device)
 
@@ -184,25 +202,33 @@ class Evaluator:
         ys = torch.cat([y for _, y in self.calibration if y is not None])
         return xs, ys
 
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The evaluation subset in batches (preloaded tensors, or read through a loader)."""
-        if self._x is not None and self._y is not None:
-            for i in range(0, len(self._y), self.batch_size):
-                yield self._x[i : i + self.batch_size], self._y[i : i + self.batch_size]
+    def batches(self, split: Split = "search") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """A slice (``search`` or ``heldout``) in batches (preloaded, or through a loader)."""
+        if split not in self._indices:
+            raise ValueError(f"split must be 'search' or 'heldout', got {split!r}")
+        if not len(self._indices[split]):
+            raise ValueError(f"the {split} slice is empty (heldout_size=0?)")
+        if split in self._tensors:
+            x, y = self._tensors[split]
+            for i in range(0, len(y), self.batch_size):
+                yield x[i : i + self.batch_size], y[i : i + self.batch_size]
             return
-        subset = Subset(self._dataset, self.subset_indices.tolist())
+        subset = Subset(self._dataset, self._indices[split].tolist())
         for x, y in DataLoader(subset, batch_size=self.batch_size, shuffle=False):
             yield x.to(self.device), torch.as_tensor(y).to(self.device)
 
     # evaluation -------------------------------------------------------------------
-    def evaluate_model(self, model: nn.Module, recalibrate: bool = False) -> ProxyResult:
-        """Accuracy of ``model`` as it is (the dense baseline), optionally BN-recalibrated."""
+    def evaluate_model(
+        self, model: nn.Module, recalibrate: bool = False, split: Split = "search"
+    ) -> ProxyResult:
+        """Accuracy of ``model`` as it is (the dense baseline) on a slice, optionally
+        BN-recalibrated."""
         start = time.perf_counter()
         snapshot = BNSnapshot(model) if recalibrate else None
         try:
             if recalibrate:
                 recalibrate_batchnorm(model, self.calibration_inputs())
-            score = self._score(model)
+            score = self._score(model, split)
         except NonFiniteOutputError as exc:
             raise EvaluationError(f"the dense model's evaluation gave {exc}") from None
         finally:
@@ -211,12 +237,15 @@ class Evaluator:
         return ProxyResult(score.top1, score.loss, score.samples, "dense",
                            time.perf_counter() - start)  # fmt: skip
 
-    def evaluate(self, pruner: Pruner, policy: PruningPolicy) -> ProxyResult:
-        """Proxy accuracy of ``policy`` applied by ``pruner`` (whose model is not changed)."""
+    def evaluate(
+        self, pruner: Pruner, policy: PruningPolicy, split: Split = "search"
+    ) -> ProxyResult:
+        """Proxy accuracy of ``policy`` applied by ``pruner`` (whose model is not changed)
+        on the ``search`` slice, or on the ``heldout`` one (never probed)."""
         start = time.perf_counter()
         kept = tuple(int(k) for k in pruner.table.kept_counts(
             policy.as_array(pruner.table), policy.round_to))  # fmt: skip
-        key = (policy.granularity, policy.importance, kept)
+        key = (split, policy.granularity, policy.importance, kept)
         cache = self._caches.setdefault(pruner, OrderedDict())
         if self.cache_enabled and key in cache:
             cache.move_to_end(key)
@@ -224,6 +253,8 @@ class Evaluator:
             return replace(cache[key], cached=True, seconds=time.perf_counter() - start,
                            timings={})  # fmt: skip
         route = self._route(pruner)
+        if split == "heldout" and route == "probe":
+            route = "physical"
         try:
             if route == "probe":  # alternate which route goes first (warm caches, load)
                 first_masked = len(self._probe_times["masked"]) % 2 == 0
@@ -239,12 +270,12 @@ class Evaluator:
                     times = self._probe_times
                     self.chosen_mode = min(times, key=lambda k: min(times[k]))
             else:
-                result = self._run(pruner, policy, route)
+                result = self._run(pruner, policy, route, split)
         except NonFiniteOutputError as exc:
             raise EvaluationError(
                 f"evaluating the candidate gave {exc}; policy: {policy.to_json()}", policy
             ) from None
-        self.stats["evaluations"] += 1
+        self.stats["evaluations" if split == "search" else "heldout_evaluations"] += 1
         result = replace(result, seconds=time.perf_counter() - start)
         if self.cache_enabled:
             cache[key] = result
@@ -259,7 +290,9 @@ class Evaluator:
             return self.chosen_mode
         return "probe" if self.probe > 0 else "physical"
 
-    def _run(self, pruner: Pruner, policy: PruningPolicy, route: str) -> ProxyResult:
+    def _run(
+        self, pruner: Pruner, policy: PruningPolicy, route: str, split: Split = "search"
+    ) -> ProxyResult:
         t0 = time.perf_counter()
         self.stats[route] += 1
         if route == "masked":
@@ -271,7 +304,7 @@ class Evaluator:
                 if self.bn_recalibration:
                     recalibrate_batchnorm(model, self.calibration_inputs())
                 t2 = time.perf_counter()
-                score = self._score(model)
+                score = self._score(model, split)
             finally:
                 pruner.unmask()
                 if snapshot is not None:
@@ -282,28 +315,34 @@ class Evaluator:
             if self.bn_recalibration:
                 recalibrate_batchnorm(model, self.calibration_inputs())
             t2 = time.perf_counter()
-            score = self._score(model)
+            score = self._score(model, split)
         t3 = time.perf_counter()
         timings = {"prune": t1 - t0, "bn": t2 - t1, "forward": t3 - t2}
         return ProxyResult(score.top1, score.loss, score.samples, route, t3 - t0, False, timings)
 
-    def _score(self, model: nn.Module) -> Score:
-        return score_batches(model, self.batches(), check_finite=True)
+    def _score(self, model: nn.Module, split: Split = "search") -> Score:
+        return score_batches(model, self.batches(split), check_finite=True)
 
 
 def evaluator_from_data(data: Any, **options: Any) -> Evaluator:
     """An :class:`Evaluator` on ``data.reward_val`` with calibration from the train split.
 
     ``data`` is any object with a ``reward_val`` Dataset (and optionally ``train``; an
-    un-augmented ``plain("train")`` is preferred), or a tuple of tensors ``(x, y)`` of
-    reward images (then there is no calibration data). The test split is never read.
+    un-augmented ``plain("train")`` is preferred). Bare tensors ``(x, y)`` are refused:
+    they carry no train split, so batch-norm recalibration and reconstruction would be
+    off without a word. The test split is never read.
     """
     if isinstance(data, (tuple, list)):
-        return Evaluator(data, **options)
+        raise ValueError(
+            "data=(x, y) is not accepted (it has no train split, so BN recalibration and "
+            "reconstruction would silently be off): pass "
+            "prunegym.experiments.DataSplits.from_tensors(train=(x, y)), or "
+            "evaluator=Evaluator((x, y)) to score on those tensors alone"
+        )
     reward_val = getattr(data, "reward_val", None)
     if reward_val is None:
         raise ValueError(
-            f"data must have a reward_val split (or be tensors (x, y)); got {type(data).__name__}"
+            f"data must have a reward_val split (e.g. a DataSplits); got {type(data).__name__}"
         )
     calibration = None
     if callable(getattr(data, "plain", None)):

@@ -1,8 +1,15 @@
-"""The rules every pruning env plays by: action -> sparsity, the action wall, the steps.
+"""The rules every pruning env plays by: the action wall, action -> level, the steps.
 
-:class:`WalledGame` is the one copy of the game's arithmetic: an action in [-1, 1] maps
-linearly to a sparsity in ``[min_sparsity, max_sparsity]``, the :class:`ActionWall`
-clips it so the budget stays reachable, and every step reports a
+:class:`WalledGame` is the one copy of the game's arithmetic. At each step the
+:class:`ActionWall` says the most the unit may keep (so the budget stays reachable);
+the unit may take any of its rounded levels from that down to its fewest (its count at
+``max_sparsity``). The action in [-1, 1] picks one of those levels: the action range is
+cut into as many equal bins as there are levels, -1 keeping the most the wall allows
+and +1 the fewest (``ACTION_MAPPING``). No action is clipped, every action bin is a
+different network, and every episode ends inside the budget exactly (the wall works on
+the rounded counts). A unit the wall leaves a single level is applied without a step
+(its action could change nothing), so an episode has at most one step per unit; if
+every unit has a single level, the last one still gets a step. Every step reports a
 :class:`~prunegym.envs.contract.StepInfo`. A subclass says what is observed and how the
 finished policy is scored; it implements :class:`~prunegym.envs.contract.PruningGame`.
 """
@@ -16,10 +23,15 @@ from typing import Any, cast
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from prunegym.envs.contract import ResetInfo, StepInfo, TerminalInfo
+from prunegym.envs.spec import shared_spec
 from prunegym.envs.targets import Target
 from prunegym.envs.wall import ActionWall
+
+#: The name of the action -> sparsity mapping (see the module docstring).
+ACTION_MAPPING = "wall-levels"
 
 
 def check_bounds(lo: Any, hi: Any) -> tuple[float, float]:
@@ -35,14 +47,25 @@ def check_bounds(lo: Any, hi: Any) -> tuple[float, float]:
     return lo, hi
 
 
+def _unit_action(action: Any) -> float:
+    """``action`` as a float in [-1, 1]; a ValueError for anything but one finite value."""
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if a.size != 1:
+        raise ValueError(f"the action must hold one value, got shape {np.shape(action)}")
+    if not np.isfinite(a[0]):
+        raise ValueError(f"the action must be finite, got {a[0]}")
+    return float(np.clip(a[0], -1.0, 1.0))
+
+
 class WalledGame(gym.Env[np.ndarray, np.ndarray]):
-    """Base of the pruning envs: one step per unit, actions through the action wall.
+    """Base of the pruning envs: at most one step per unit, actions on the wall's levels.
 
     Subclasses call :meth:`_start_game` once the wall is built and implement
     :meth:`_observe` and :meth:`_finish`.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
+    _spec: EnvSpec | None = None
     wall: ActionWall
     target: Target
     min_sparsity: float
@@ -56,15 +79,24 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
         self.min_sparsity, self.max_sparsity = wall.min_sparsity, wall.max_sparsity
         self._t: int | None = None
 
+    @property  # type: ignore[override]  # gym.Env declares a plain attribute
+    def spec(self) -> EnvSpec | None:
+        """The spec ``gym.make`` set; its deep copies share the caller's model and data."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        self._spec = shared_spec(value)
+
     # the contract (prunegym.envs.contract.PruningGame) -------------------------------
     @property
     def action_mapping(self) -> str:
         """The action -> sparsity rule, versioned: a saved agent records it."""
-        return "absolute-v1"  # linear from [-1, 1] onto [min_sparsity, max_sparsity]
+        return ACTION_MAPPING  # [-1, 1] cut into equal bins, one per level the wall allows
 
     @property
     def n_units(self) -> int:
-        """Episode length: one step per unit."""
+        """Units of a policy (an episode has at most one step per unit)."""
         return len(self._names)
 
     @property
@@ -77,35 +109,44 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
         """The budget: the fraction of the dense target metric the result may keep."""
         return self.target.ratio
 
+    @property
+    def levels(self) -> int:
+        """How many rounded levels the wall allows the unit to decide now (0 outside an
+        episode)."""
+        t = self.step_index
+        if self._t is None or t >= self.n_units:
+            return 0
+        return self.wall.level_count(t, self._allowed)
+
     def sparsity_for_action(self, action: Any) -> float:
-        """The sparsity (before the wall) that ``action`` in [-1, 1] asks for (clipped)."""
-        a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
-        return self.min_sparsity + (a + 1.0) / 2.0 * (self.max_sparsity - self.min_sparsity)
+        """Where ``action`` points in the interval the wall allows the current unit,
+        ``[min_allowed, max_sparsity]``, before it is mapped to one of the unit's levels."""
+        u = (_unit_action(action) + 1.0) / 2.0
+        lo = self.min_allowed_sparsity()
+        return lo + u * (self.max_sparsity - lo)
 
-    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
-        """The action (a float32 value) that asks for ``sparsity`` (clipped to the bounds).
-
-        With ``unit``, the action is nudged so that it yields exactly the kept count
-        ``sparsity`` yields for that unit (rounding boundaries survive float32).
-        """
-        span = self.max_sparsity - self.min_sparsity
+    def action_for_sparsity(self, sparsity: float) -> float:
+        """The action (a float32 value) that gives the current unit the rounded count of
+        ``sparsity`` (clipped to ``[min_sparsity, max_sparsity]``), or the most the wall
+        allows when that is fewer: the centre of that level's action bin."""
+        t = self._current_unit()
         s = min(max(float(sparsity), self.min_sparsity), self.max_sparsity)
-        a = np.float32(-1.0 if span == 0 else np.clip(2.0 * (s - self.min_sparsity) / span - 1.0,
-                                                       -1.0, 1.0))  # fmt: skip
-        if unit is not None:
-            want = self.wall.kept_one(unit, s)
-            for direction in (np.float32(1.0), np.float32(-1.0)):
-                b = a
-                for _ in range(64):
-                    if self.wall.kept_one(unit, self.sparsity_for_action(b)) == want:
-                        return float(b)
-                    b = np.nextafter(b, direction, dtype=np.float32)
-        return float(a)
+        kept = min(self.wall.kept_one(t, s), self._allowed)
+        n = self.levels
+        j = self.wall.level_index(t, self._allowed) - self.wall.level_index(t, kept)
+        a = np.float32(2.0 * (j + 0.5) / n - 1.0)
+        for direction in (np.float32(1.0), np.float32(-1.0)):  # float32 may miss the bin
+            b = a
+            for _ in range(64):
+                if self._level_of(b, n) == j:
+                    return float(b)
+                b = np.nextafter(b, direction, dtype=np.float32)
+        raise RuntimeError(f"no float32 action reaches level {j} of {n} (internal)")
 
     def cost_ratio(self, sparsities: Any) -> float:
         """The target metric of ``sparsities`` (one per unit, after rounding) over dense.
 
-        No wall is applied; an episode asking for these sparsities ends unclipped when
+        No wall is applied; :meth:`play` applies exactly these counts when
         :meth:`within_budget` holds for them.
         """
         return self.target.cost_ratio(self._kept_of(sparsities))
@@ -123,17 +164,21 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
     def play(
         self, sparsities: Sequence[float], seed: int | None = None
     ) -> tuple[float, TerminalInfo]:
-        """Run one whole episode asking for ``sparsities`` (one per unit): (reward, info)."""
+        """Run one whole episode asking for ``sparsities`` (one per unit): (reward, info).
+
+        Each decided unit gets the rounded count of its sparsity, or the most the wall
+        allows when that is fewer; a unit with a single level gets that level.
+        """
         if len(sparsities) != self.n_units:
             raise ValueError(
                 f"expected {self.n_units} sparsities (one per unit), got {len(sparsities)}"
             )
         self.reset(seed=seed)
-        reward, info = 0.0, cast(dict[str, Any], {})
-        for t, s in enumerate(sparsities):
-            action = np.array([self.action_for_sparsity(s, t)], dtype=np.float32)
-            _, reward, _, _, info = self.step(action)
-        return float(reward), cast(TerminalInfo, info)  # the last step's info is terminal
+        while True:
+            action = self.action_for_sparsity(sparsities[self._current_unit()])
+            _, reward, terminated, _, info = self.step(np.array([action], dtype=np.float32))
+            if terminated:
+                return float(reward), cast(TerminalInfo, info)
 
     # gymnasium API ------------------------------------------------------------------
     def reset(
@@ -142,41 +187,68 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
         super().reset(seed=seed)
         self._episode_start = time.perf_counter()
         self._step_seconds = 0.0
-        self._t = 0
         self._kept = self.wall.channels.copy()  # undecided units count as dense
         self._requested = np.zeros(self.n_units)
         self._sparsity = np.zeros(self.n_units)
-        self._allowed = self.wall.allowed_kept(0, self._kept)
-        info: ResetInfo = {"unit": self._names[0], "index": 0, "n_units": self.n_units}
+        self._skipped: list[int] = []
+        skipped = self._advance(0, at_reset=True)
+        t = self._current_unit()
+        info: ResetInfo = {"unit": self._names[t], "index": t, "n_units": self.n_units,
+                           "levels": self.levels, "skipped": skipped}  # fmt: skip
         return self._observe(), dict(info)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         start = time.perf_counter()
         if self._t is None or self._t >= self.n_units:
             raise RuntimeError("the episode is over (or never started); call reset() first")
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.size != 1:
-            raise ValueError(f"the action must hold one value, got shape {np.shape(action)}")
-        if not np.isfinite(a[0]):
-            raise ValueError(f"the action must be finite, got {a[0]}")
-        t = self._t
+        a = _unit_action(action)
+        t, n = self._t, self.levels
         requested = self.sparsity_for_action(a)
-        sparsity, kept = self.wall.clip(t, requested, self._allowed)
-        asked = self.wall.kept_one(t, requested)
-        self._requested[t], self._sparsity[t], self._kept[t] = requested, sparsity, kept
-        self._t = t + 1
+        j = self._level_of(a, n)
+        kept = self.wall.level(t, self.wall.level_index(t, self._allowed) - j)
+        self._apply(t, kept, requested)
+        skipped = self._advance(t + 1, at_reset=False)
         info: StepInfo = {
             "unit": self._names[t], "index": t, "requested_sparsity": requested,
-            "sparsity": sparsity, "kept": kept, "clipped": kept < asked,
+            "sparsity": float(self._sparsity[t]), "kept": kept, "levels": n,
+            "skipped": skipped, "next_index": self.step_index,
         }  # fmt: skip
-        if self._t < self.n_units:
-            self._allowed = self.wall.allowed_kept(self._t, self._kept)
-            obs = self._observe()
-            self._step_seconds += time.perf_counter() - start
-            return obs, 0.0, False, False, dict(info)
         self._step_seconds += time.perf_counter() - start
+        if self.step_index < self.n_units:
+            return self._observe(), 0.0, False, False, dict(info)
         reward, final = self._finish()
+        final = {**final, "skipped_units": list(self._skipped)}
         return self._observe(), reward, True, False, {**info, **final}
+
+    # the steps ------------------------------------------------------------------------
+    @staticmethod
+    def _level_of(action: Any, levels: int) -> int:
+        """The action's bin: 0 (the most the wall allows) to ``levels - 1`` (the fewest)."""
+        u = (float(action) + 1.0) / 2.0
+        return min(int(u * levels), levels - 1)
+
+    def _apply(self, t: int, kept: int, requested: float) -> None:
+        self._kept[t] = kept
+        self._sparsity[t] = self.wall.sparsity_for_kept(t, kept)
+        self._requested[t] = requested
+
+    def _advance(self, t: int, at_reset: bool) -> list[int]:
+        """Move to the next unit from ``t`` that has a choice, applying the single-level
+        units on the way (at reset, the last unit is never skipped: an episode has at
+        least one step). Returns the skipped units."""
+        skipped = []
+        while t < self.n_units:
+            self._t = t
+            self._allowed = self.wall.allowed_kept(t, self._kept)
+            if self.levels > 1 or (at_reset and t == self.n_units - 1):
+                break
+            sparsity = self.wall.sparsity_for_kept(t, self._allowed)
+            self._apply(t, self._allowed, sparsity)
+            skipped.append(t)
+            t += 1
+        self._t = t
+        self._skipped.extend(skipped)
+        return skipped
 
     # for subclasses -----------------------------------------------------------------
     @property
@@ -184,10 +256,17 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
         """The unit to decide next (``n_units`` once the episode is over)."""
         return 0 if self._t is None else self._t
 
+    def _current_unit(self) -> int:
+        if self._t is None or self._t >= self.n_units:
+            raise RuntimeError("no unit to decide: the episode is over (or never started)")
+        return self._t
+
     def min_allowed_sparsity(self) -> float:
         """The smallest sparsity the wall lets the next unit take (0 after the last)."""
         t = self.step_index
-        return self.wall.min_sparsity_for(t, self._allowed) if t < self.n_units else 0.0
+        if self._t is None or t >= self.n_units:
+            return 0.0
+        return self.wall.min_sparsity_for(t, self._allowed)
 
     def _observe(self) -> np.ndarray:
         raise NotImplementedError

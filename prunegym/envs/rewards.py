@@ -3,6 +3,30 @@
 A reward reads the episode's metrics: ``accuracy`` (proxy top-1 on the reward split),
 ``dense_accuracy``, ``macs``, ``params``, ``macs_ratio`` and ``params_ratio`` (pruned
 over dense). The terms go to the terminal ``info`` and to TensorBoard.
+
+The budget is hard (the action wall), so a reward only has to rank candidates that all
+fit in it. Which one fits:
+
+============= ======================== =================== ============================
+name          value                    scale               fits
+============= ======================== =================== ============================
+``retention`` ``acc / dense_acc``      1 = dense accuracy, any search under the wall
+(default)                              on every model      (agents, noise, baselines and
+                                                           transferred policies all see
+                                                           one scale)
+``accuracy``  ``acc``                  0..1; the dense     AMC's ``acc_reward`` (the
+                                       accuracy differs    ``amc`` preset); ranks like
+                                       per model/dataset   ``retention`` on one model
+``amc``       ``-error * ln(MACs)``    -error x ln of the  reproducing AMC's accuracy-
+                                       model's absolute    guaranteed runs; under the
+                                       MACs (about 15 for  wall its compression term
+                                       a digits CNN, 18    barely moves, and it counts
+                                       for MobileNetV2)    MACs whatever the target
+``tradeoff``  ``w_acc * retention +    retention plus      rewarding savings beyond the
+              w_macs * (1 - MACs       weighted savings    budget (the wall only caps
+              ratio) + w_params *                          them)
+              (1 - params ratio)``
+============= ======================== =================== ============================
 """
 
 from __future__ import annotations
@@ -42,6 +66,17 @@ def amc_reward(m: Metrics, _w: Mapping[str, float]) -> RewardResult:
     return RewardResult(-error * log_macs, {"error": error, "log_macs": log_macs})
 
 
+def _retention(m: Metrics) -> float:
+    dense = m.get("dense_accuracy", 0.0)
+    return m["accuracy"] / dense if dense > 0 else m["accuracy"]
+
+
+def retention_reward(m: Metrics, _w: Mapping[str, float]) -> RewardResult:
+    """Accuracy retention ``acc / dense_acc`` (the accuracy itself if the dense one is 0)."""
+    retention = _retention(m)
+    return RewardResult(retention, {"accuracy_retention": retention})
+
+
 def accuracy_reward(m: Metrics, _w: Mapping[str, float]) -> RewardResult:
     """The proxy accuracy itself: the budget is hard (the wall), so only accuracy is scored."""
     return RewardResult(m["accuracy"], {"accuracy": m["accuracy"]})
@@ -49,8 +84,7 @@ def accuracy_reward(m: Metrics, _w: Mapping[str, float]) -> RewardResult:
 
 def tradeoff_reward(m: Metrics, w: Mapping[str, float]) -> RewardResult:
     """``w_acc * acc / dense_acc + w_macs * (1 - macs_ratio) + w_params * (1 - params_ratio)``."""
-    dense = m.get("dense_accuracy", 0.0)
-    retention = m["accuracy"] / dense if dense > 0 else m["accuracy"]
+    retention = _retention(m)
     terms = {
         "accuracy_retention": retention,
         "macs_reduction": 1.0 - m["macs_ratio"],
@@ -67,6 +101,7 @@ def tradeoff_reward(m: Metrics, w: Mapping[str, float]) -> RewardResult:
 REWARDS: Mapping[str, tuple[Callable[[Metrics, Mapping[str, float]], RewardResult], dict]] = (
     MappingProxyType(
         {
+            "retention": (retention_reward, {}),
             "amc": (amc_reward, {}),
             "accuracy": (accuracy_reward, {}),
             "tradeoff": (tradeoff_reward, {"accuracy": 1.0, "macs": 0.2, "params": 0.2}),
@@ -74,6 +109,8 @@ REWARDS: Mapping[str, tuple[Callable[[Metrics, Mapping[str, float]], RewardResul
     )
 )
 """name -> (function, default weights)."""
+
+DEFAULT_REWARD = "retention"
 
 
 def make_reward(name: str, weights: Mapping[str, float] | None = None) -> Reward:

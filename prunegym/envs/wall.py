@@ -1,13 +1,15 @@
-"""The action wall (AMC): clip each unit's sparsity so the budget always stays reachable.
+"""The action wall (AMC): bound each unit's sparsity so the budget always stays reachable.
 
-The wall works on kept counts *after* rounding, so the budget is met exactly: at step
-``t`` unit ``t`` may keep at most the largest count ``k`` (one of its rounded levels) for
-which the cost with units ``< t`` at their chosen counts, unit ``t`` at ``k`` and every
-later unit at ``max_sparsity`` (rounded) is within the budget. Cost is a non-decreasing
-step function of each count, so that count is found by bisection over the unit's levels
-(at most ``channels / round_to`` of them). The AMC reference clips before rounding to
-multiples of 8, which is why most of its episodes end over budget.
-"""
+The game (:class:`~prunegym.envs.game.WalledGame`) maps each action onto the rounded
+levels the wall allows the unit (from :meth:`ActionWall.allowed_kept` down to the
+unit's fewest), so no action asks for more than the wall allows. The wall works on kept
+counts *after* rounding, so the budget is met exactly: at step ``t`` unit ``t`` may keep
+at most the largest count ``k`` (one of its rounded levels) for which the cost with
+units ``< t`` at their chosen counts, unit ``t`` at ``k`` and every later unit at
+``max_sparsity`` (rounded) is within the budget. Cost is a non-decreasing step function
+of each count, so that count is found by bisection over the unit's levels (at most
+``channels / round_to`` of them). The AMC reference clips before rounding to multiples
+of 8, which is why most of its episodes end over budget."""
 
 from __future__ import annotations
 
@@ -84,9 +86,19 @@ class ActionWall:
             raise RuntimeError(f"no sparsity of unit {unit} keeps exactly {kept} (internal)")
         return float(s)
 
-    # the wall ---------------------------------------------------------------------
-    def _level(self, unit: int, j: int) -> int:
-        return min(int(self.kept_min[unit]) + j * self.round_to, int(self.kept_max[unit]))
+    # levels -----------------------------------------------------------------------
+    def level(self, unit: int, i: int) -> int:
+        """Kept count of the unit's level ``i``: 0 is its fewest (``max_sparsity``), each
+        level keeps ``round_to`` more, capped at its most (``min_sparsity``)."""
+        return min(int(self.kept_min[unit]) + i * self.round_to, int(self.kept_max[unit]))
+
+    def level_index(self, unit: int, kept: int) -> int:
+        """The level ``i`` with :meth:`level` ``(unit, i) == kept`` (a rounded count)."""
+        return -(-(int(kept) - int(self.kept_min[unit])) // self.round_to)
+
+    def level_count(self, unit: int, allowed_kept: int) -> int:
+        """How many levels the unit may take when it may keep at most ``allowed_kept``."""
+        return self.level_index(unit, allowed_kept) + 1
 
     def allowed_kept(self, unit: int, kept: np.ndarray) -> int:
         """The most unit ``unit`` may keep, given ``kept[:unit]`` already decided.
@@ -100,23 +112,15 @@ class ActionWall:
         if self.target.within(trial):
             return int(self.kept_max[unit])
         lo = 0  # feasible by the invariant (checked at construction, kept by every step)
-        hi = -(-(int(self.kept_max[unit]) - int(self.kept_min[unit])) // self.round_to)
+        hi = self.level_index(unit, int(self.kept_max[unit]))
         while hi - lo > 1:  # level lo is feasible, level hi is not
             mid = (lo + hi) // 2
-            trial[unit] = self._level(unit, mid)
+            trial[unit] = self.level(unit, mid)
             if self.target.within(trial):
                 lo = mid
             else:
                 hi = mid
-        return self._level(unit, lo)
-
-    def clip(self, unit: int, sparsity: float, allowed_kept: int) -> tuple[float, int]:
-        """The walled ``(sparsity, kept)`` of a unit asked for ``sparsity``."""
-        sparsity = min(max(float(sparsity), self.min_sparsity), self.max_sparsity)
-        kept = self.kept_one(unit, sparsity)
-        if kept <= allowed_kept:
-            return sparsity, kept
-        return self.sparsity_for_kept(unit, allowed_kept), allowed_kept
+        return self.level(unit, lo)
 
     def min_sparsity_for(self, unit: int, allowed_kept: int) -> float:
         """The smallest sparsity the wall lets unit ``unit`` take (for observations)."""

@@ -78,27 +78,34 @@ class WorkloadConfig:
 @dataclass(frozen=True)
 class EnvConfig:
     """Keyword arguments of :class:`prunegym.envs.PruningEnv` (``evaluator`` is its
-    ``evaluator_options``)."""
+    ``evaluator_options``). ``null`` (the default of most keys) lets the env decide: its
+    own default, or the ``preset``'s value (``preset: amc`` reproduces the AMC reference's
+    choices); the resolved values are in the env's ``settings``. ``reconstruction: null``
+    means least-squares reconstruction wherever the data has a train split; ``reward:
+    null`` means ``retention`` (accuracy / dense accuracy, the same scale on every model).
+    """
 
     granularity: str = "channel"
     target: str = "macs"
     ratio: float = 0.5
-    min_sparsity: float = 0.0
-    max_sparsity: float = 0.8
-    importance: str = "l1"
+    preset: str | None = None
+    min_sparsity: float | None = None
+    max_sparsity: float | None = None
+    importance: str | None = None
     round_to: int | None = None
-    reward: str = "amc"
+    reward: str | None = None
     reward_weights: dict[str, float] = field(default_factory=dict)
     evaluator: dict[str, Any] = field(default_factory=dict)
-    reconstruction: bool = False
+    reconstruction: bool | None = None
     device: str = "cpu"
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """Who searches and for how long: ``agent`` is a searcher name (``ddpg``, ``td3``,
-    ``sac``, ``ppo``, ``uniform``, ``random``, ``evolution``); ``options`` go to it
-    (e.g. ``warmup_episodes``, ``noise``, ``population``)."""
+    ``sac``, ``ppo``, ``uniform``, ``random`` (fills the budget), ``random-raw``,
+    ``evolution``, ``cmaes``, ``profile`` / ``transfer`` (option ``source``)); ``options``
+    go to it (e.g. ``warmup_episodes``, ``noise``, ``population``, ``select_top``)."""
 
     agent: str = "ddpg"
     episodes: int = 100

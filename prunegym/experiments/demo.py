@@ -21,7 +21,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "seed": 0,
     "workload": {"model": "smallcnn", "dataset": "digits", "train_epochs": 15, "train_seed": 0},
     "env": {"target": "macs", "ratio": 0.5, "min_sparsity": 0.0, "max_sparsity": 0.8,
-            "importance": "l1", "reward": "amc", "evaluator": {"bn_recalibration": True}},
+            "importance": "l1", "evaluator": {"bn_recalibration": True}},
     "search": {"agent": "ddpg", "episodes": 100, "options": {"warmup_episodes": 25}},
     "run": {"checkpoint_every": 10, "tensorboard": True, "progress": True},
 }  # fmt: skip

@@ -131,7 +131,7 @@ def build_env(cfg: Config, model: Any, data: Any) -> Any:
         min_sparsity=e.min_sparsity, max_sparsity=e.max_sparsity, importance=e.importance,
         round_to=e.round_to, reward=e.reward, reward_weights=dict(e.reward_weights) or None,
         evaluator_options=dict(e.evaluator) or None, reconstruction=e.reconstruction,
-        device=e.device, seed=cfg.seed,
+        device=e.device, seed=cfg.seed, preset=e.preset,
     )  # fmt: skip
 
 

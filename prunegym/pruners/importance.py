@@ -5,6 +5,8 @@ removes the lowest-scored channels. Scores are computed once, on the dense model
 
 - ``l1``/``l2``: norm of the unit's filters (Li et al., "Pruning Filters for Efficient
   ConvNets"); for coupled channels the norms of all coupled filters are summed.
+- ``consumer_l1``: L1 norm of the weights that *read* each channel, summed over the
+  consumer layers (AMC's channel selection: ``|W|.sum((0, 2, 3))`` of the next layer).
 - ``bn_scale``: |gamma| of the unit's batch norms (Liu et al., network slimming).
 - ``taylor``: first-order Taylor expansion of the loss (Molchanov et al. 2019), from
   one calibration batch's gradients; Torch-Pruning's ``GroupTaylorImportance``.
@@ -51,6 +53,24 @@ def _filter_norm(p: int) -> Criterion:
     return score
 
 
+def _consumer_l1(unit, modules, _group, _rng):  # type: ignore[no-untyped-def]
+    total = np.zeros(unit.channels)
+    found = False
+    for m in unit.members:
+        module = modules[m.name]
+        dense = isinstance(module, nn.Linear) or (
+            isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.groups == 1
+        )
+        if m.direction != "in" or not dense:
+            continue  # a depthwise conv only carries the channel to its consumer
+        found = True
+        w = module.weight.detach().transpose(0, 1)[list(m.idxs)].flatten(1).double()
+        np.add.at(total, np.asarray(m.root_idxs), w.abs().sum(1).cpu().numpy())
+    if not found:
+        raise PruningError(f"consumer_l1 needs a conv or linear layer reading unit {unit.name!r}")
+    return total
+
+
 def _bn_scale(unit, modules, _group, _rng):  # type: ignore[no-untyped-def]
     total = np.zeros(unit.channels)
     found = False
@@ -84,6 +104,7 @@ def _random(unit, _modules, _group, rng):  # type: ignore[no-untyped-def]
 IMPORTANCES: dict[str, Criterion] = {
     "l1": _filter_norm(1),
     "l2": _filter_norm(2),
+    "consumer_l1": _consumer_l1,
     "bn_scale": _bn_scale,
     "taylor": _from_torch_pruning(tp.importance.GroupTaylorImportance),
     "fpgm": _from_torch_pruning(tp.importance.FPGMImportance),
