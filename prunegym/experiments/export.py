@@ -172,14 +172,17 @@ def recalibrate_as_searched(pruned: nn.Module, evaluator: Any) -> dict[str, Any]
 
 
 def _before_fine_tune(pruned: nn.Module, base: Any, data: Any, device: Any) -> dict[str, Any]:
-    """Recalibrate as the search did, then score on the reward and test splits."""
+    """Recalibrate as the search did, then score on the search's slice of the reward split
+    (the samples the proxy was measured on, through the evaluator's own loop) and on the
+    test split."""
     from prunegym.experiments.training import evaluate
 
     done = recalibrate_as_searched(pruned, base.evaluator)
-    reward = evaluate(pruned, data.loader("reward_val", batch_size=256, shuffle=False),
-                      device=device)  # fmt: skip
+    reward = base.evaluator.evaluate_model(pruned, recalibrate=False, split="search")
     test = evaluate(pruned, data.loader("test", batch_size=256, shuffle=False), device=device)
-    return {**done, "reward_val": _eval_dict(reward), "test": _eval_dict(test)}
+    return {**done, "reward_val": {"top1": reward.accuracy, "loss": reward.loss,
+                                   "samples": reward.samples},
+            "test": _eval_dict(test)}  # fmt: skip
 
 
 def _fine_tune(pruned: nn.Module, dense: nn.Module, data: Any, opts: ExportOptions,
