@@ -56,7 +56,8 @@ def search(name: str, env_fn, pool=None, episodes: int = 7, **options):
 def test_one_and_two_workers_evaluate_the_same_candidates_with_the_same_results() -> None:
     env_fn = tiny_env_fn()
     with WorkerPool(env_fn, 2, threads_per_worker=1) as pool:
-        for name, options in (("random", {}), ("evolution", {"population": 4})):
+        cases = (("random", {}), ("evolution", {"population": 4}), ("cmaes", {"popsize": 4}))
+        for name, options in cases:  # cmaes: batches of 3 stop at each generation of 4
             serial = search(name, env_fn, **options)
             parallel = search(name, env_fn, pool, **options)
             assert [r.episode for r in parallel] == list(range(7))
@@ -122,19 +123,30 @@ def test_an_unreachable_cluster_is_one_line_exit_2_and_nothing_is_created(
 
 
 def test_one_worker_never_imports_ray(tmp_path: Path) -> None:
-    script = f"""
-import sys
-from prunegym.experiments.config import load_config
-from prunegym.experiments.search import run_search
-cfg = load_config({str(CONFIGS / "digits.yaml")!r}, {
-        [*DIGITS, "search.agent=random", "search.options={}"]!r
-    })
-assert cfg.search.workers == 1
-run = run_search(cfg, {str(tmp_path / "run")!r})
-assert len(run.result.history) == 5
-print("ray" in sys.modules, any(m.startswith("ray.") for m in sys.modules))
-"""
+    sets = [*DIGITS, "search.agent=random", "search.options={}"]
+    script = "\n".join([
+        "import sys",
+        "from prunegym.experiments.config import load_config",
+        "from prunegym.experiments.search import run_search",
+        f"cfg = load_config({str(CONFIGS / 'digits.yaml')!r}, {sets!r})",
+        "assert cfg.search.workers == 1",
+        f"run = run_search(cfg, {str(tmp_path / 'run')!r})",
+        "assert len(run.result.history) == 5",
+        "print('ray' in sys.modules, any(m.startswith('ray.') for m in sys.modules))",
+    ])  # fmt: skip
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_an_rl_agent_with_workers_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["search", "--config", str(CONFIGS / "digits.yaml"), "--out", str(out)]
+    code = main([*argv, "--set", "search.workers=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "search.workers > 1 needs a searcher that evaluates batches" in err and "ddpg" in err
+    assert not out.exists()
