@@ -12,17 +12,31 @@
   crossover of two elite parents plus Gaussian mutation whose scale decays.
 
 ``cmaes`` (:mod:`prunegym.agents.cmaes`) is the published black-box optimiser.
+
+Batches: the episodic searchers propose ``k = min(batch_size, episodes left)``
+candidates at a time, evaluate them (one after the other, or at the same time on a
+:class:`~prunegym.agents.worker_pool.WorkerPool` given with
+:meth:`EpisodicSearcher.use_workers`), record and observe all of them in proposal
+order, then reach one safe point (a checkpoint) per batch. An episode's result depends
+only on its candidate, so a fixed ``batch_size`` gives the same candidates and results
+with any number of workers; ``batch_size`` 1 is the classic one-at-a-time search.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from prunegym.agents.checkpoint import CheckpointState, generator_from_state, generator_state
-from prunegym.agents.episodes import fill_budget, play_episode, uniform_sparsity
+from prunegym.agents.episodes import (
+    fill_budget,
+    play_episode,
+    record_from_infos,
+    uniform_sparsity,
+)
 from prunegym.agents.results import EpisodeRecord
 from prunegym.agents.searcher import Searcher
 from prunegym.envs.contract import PruningGame
@@ -42,17 +56,39 @@ def replay_sparsities(game: PruningGame, sparsities: Sequence[float] | np.ndarra
 
 
 class EpisodicSearcher(Searcher):
-    """A searcher that proposes one whole candidate (a vector, one value per unit) per
-    episode; :meth:`act` says how the vector is played (default: as actions)."""
+    """A searcher that proposes whole candidates (a vector, one value per unit), one
+    episode each, in batches of ``batch_size`` (see the module docstring);
+    :attr:`played_as` says how a vector is played (its values are ``"actions"`` or
+    ``"sparsities"``)."""
+
+    played_as = "actions"
 
     def __init__(self, env: gym.Env | None = None, seed: int = 0) -> None:
         super().__init__(env, seed)
         self.rng = np.random.default_rng(self.seed)
+        self.batch_size = 1
+        self.pool: Any = None  # a WorkerPool (prunegym.agents.worker_pool) or None
+
+    def use_workers(self, pool: Any, batch_size: int | None = None) -> None:
+        """Evaluate each batch on ``pool`` (a
+        :class:`~prunegym.agents.worker_pool.WorkerPool` on envs like the search's;
+        None: in this process), ``batch_size`` candidates at a time (None: unchanged)."""
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or int(batch_size) < 1:
+                raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+            self.batch_size = int(batch_size)
+        self.pool = pool
 
     def propose(self, n: int) -> np.ndarray:
         raise NotImplementedError
 
+    def propose_batch(self, n: int, k: int) -> list[np.ndarray]:
+        """``k`` candidates proposed before any of them is observed."""
+        return [np.asarray(self.propose(n), dtype=np.float64) for _ in range(k)]
+
     def act(self, candidate: np.ndarray) -> Act:
+        if self.played_as == "sparsities":
+            return replay_sparsities(self.game, candidate)
         return replay_actions(candidate)
 
     def observe(self, candidate: np.ndarray, record: EpisodeRecord) -> None:
@@ -61,12 +97,22 @@ class EpisodicSearcher(Searcher):
     def _run(self, env: gym.Env, episodes: int) -> None:
         n = self.game.n_units
         while len(self.history) < episodes and not self.stop_requested:
-            candidate = np.asarray(self.propose(n), dtype=np.float64)
-            rec = play_episode(env, self.act(candidate), len(self.history),
-                               seed=self._reset_seed())  # fmt: skip
-            self.observe(candidate, rec)
-            self._record(rec)
+            k = min(self.batch_size, episodes - len(self.history))
+            batch = self.propose_batch(n, k)
+            for candidate, rec in zip(batch, self._evaluate(env, batch), strict=True):
+                self.observe(candidate, rec)
+                self._record(rec)
             self._safe_point()
+
+    def _evaluate(self, env: gym.Env, batch: list[np.ndarray]) -> list[EpisodeRecord]:
+        """The records of the batch's episodes, in order (numbered after the history)."""
+        first = len(self.history)
+        if self.pool is None:
+            return [play_episode(env, self.act(c), first + i, seed=self._reset_seed())
+                    for i, c in enumerate(batch)]  # fmt: skip
+        seeds = [self._reset_seed()] + [None] * (len(batch) - 1)
+        outcomes = self.pool.evaluate_batch(batch, seeds, per_unit=self.played_as)
+        return [record_from_infos(first + o.index, o.infos, o.seconds) for o in outcomes]
 
     def state_dict(self) -> CheckpointState:
         state = super().state_dict()
@@ -84,12 +130,11 @@ class RandomSearcher(EpisodicSearcher):
 
     name = "random"
 
+    played_as = "sparsities"
+
     def propose(self, n: int) -> np.ndarray:
         game = self.game
         return fill_budget(game, self.rng.uniform(game.min_sparsity, game.max_sparsity, n))
-
-    def act(self, candidate: np.ndarray) -> Act:
-        return replay_sparsities(self.game, candidate)
 
 
 class RawRandomSearcher(EpisodicSearcher):

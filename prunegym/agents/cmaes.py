@@ -54,6 +54,7 @@ class CMAESSearcher(EpisodicSearcher):
         self._es: Any = None
         self._generation: list[np.ndarray] = []
         self._scores: list[float] = []
+        self._asked = 0  # candidates of the generation handed out
         self._randn = np.random.default_rng([self.seed, 1])
 
     # ask and tell ---------------------------------------------------------------------
@@ -77,8 +78,11 @@ class CMAESSearcher(EpisodicSearcher):
             self._start(np.zeros(n))
         if len(self._scores) == len(self._generation):  # the last generation is told
             self._generation = [np.clip(np.asarray(x, float), -1, 1) for x in self._es.ask()]
-            self._scores = []
-        return self._generation[len(self._scores)].copy()
+            self._scores, self._asked = [], 0
+        if self._asked == len(self._generation):
+            raise RuntimeError("cmaes: every candidate of the generation is asked, none told")
+        self._asked += 1
+        return self._generation[self._asked - 1].copy()
 
     def _tell(self, candidate: np.ndarray, fitness: float) -> None:
         self.candidates.append(np.asarray(candidate, dtype=np.float64).copy())
@@ -90,11 +94,17 @@ class CMAESSearcher(EpisodicSearcher):
         if self._es.stop():
             self.restarts += 1
             self._start(self.candidates[int(np.argmin(self.fitness))])
-            self._generation, self._scores = [], []
+            self._generation, self._scores, self._asked = [], [], 0
 
     # the searcher ---------------------------------------------------------------------
     def propose(self, n: int) -> np.ndarray:
         return self._ask(n)
+
+    def propose_batch(self, n: int, k: int) -> list[np.ndarray]:
+        """Up to ``k`` candidates, all of one generation (fewer at its end)."""
+        first = self._ask(n)
+        left = len(self._generation) - self._asked
+        return [first] + [self._ask(n) for _ in range(min(k - 1, left))]
 
     def observe(self, candidate: np.ndarray, record: EpisodeRecord) -> None:
         self._tell(candidate, -float(record.reward))
@@ -117,7 +127,7 @@ class CMAESSearcher(EpisodicSearcher):
             raise ValueError("the cmaes history's candidates and fitness do not match")
         super().load_state_dict(state)
         self.candidates, self.fitness, self.restarts = [], [], 0
-        self._es, self._generation, self._scores = None, [], []
+        self._es, self._generation, self._scores, self._asked = None, [], [], 0
         self._randn = np.random.default_rng([self.seed, 1])
         for saved, f in zip(candidates, fitness, strict=True):
             asked = self._ask(candidates.shape[1])

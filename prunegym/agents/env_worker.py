@@ -115,30 +115,55 @@ class EnvWorker:
         return self.env.observation_space, self.env.action_space
 
     # whole episodes (worker pool) -----------------------------------------------------
-    def play(self, index: int, actions: Sequence[float], seed: int | None = None) -> EpisodeOutcome:
-        """Reset (with ``seed``) and play one action per step until the episode ends;
-        the episode must end exactly at the last action."""
+    def play(
+        self,
+        index: int,
+        actions: Sequence[float],
+        seed: int | None = None,
+        per_unit: str | None = None,
+    ) -> EpisodeOutcome:
+        """Reset (with ``seed``) and play the episode.
+
+        ``per_unit`` None: ``actions`` holds one action per step, and the episode must
+        end exactly at the last one. ``"actions"`` / ``"sparsities"``: ``actions`` holds
+        one value per unit of the game; each step plays the value of the unit it decides
+        (``info["index"]`` / ``info["next_index"]``: units with a single level take no
+        step), as an action or as the action giving that sparsity
+        (``action_for_sparsity``), exactly as the serial searchers play a candidate.
+        """
+        if per_unit not in (None, "actions", "sparsities"):
+            raise ValueError(f"per_unit must be None, 'actions' or 'sparsities', got {per_unit!r}")
         start = time.perf_counter()
         self.token = None  # a lockstep episode in progress is gone
-        self.env.reset(seed=seed)
+        _, info = self.env.reset(seed=seed)
         played: list[float] = []
         infos: list[dict[str, Any]] = []
         reward, done = 0.0, False
-        for a in actions:
+        unit = int(info.get("index", 0))
+        for step, given in enumerate(actions):
             if done:
                 break
+            a = given if per_unit is None else self._unit_action(actions[unit], per_unit)
             value = float(np.clip(float(np.asarray(a, dtype=np.float64).reshape(-1)[0]), -1, 1))
             _, r, terminated, truncated, info = self.env.step(np.array([value], np.float32))
             played.append(value)
             infos.append(dict(info))
             reward, done = float(r), bool(terminated or truncated)
-        if not done or len(played) != len(actions):
+            unit = int(info.get("next_index", step + 1))
+        if not done or (per_unit is None and len(played) != len(actions)):
             raise ValueError(
                 f"the episode must end exactly at the last action: {len(actions)} action(s) "
                 f"given, the episode {'ended' if done else 'had not ended'} after {len(played)}"
             )
         return EpisodeOutcome(index, tuple(played), tuple(infos), reward,
                               time.perf_counter() - start, os.getpid())  # fmt: skip
+
+    def _unit_action(self, value: float, per_unit: str) -> float:
+        if per_unit == "actions":
+            return float(value)
+        from prunegym.envs.contract import game_of
+
+        return float(game_of(self.env).action_for_sparsity(float(value)))
 
     # lockstep (RayVecEnv) ---------------------------------------------------------------
     def _in_sync(self, expect: Sync) -> bool:

@@ -84,14 +84,22 @@ class WorkerPool:
         return ray.get([a.pid.remote() for a in self._actors])
 
     def evaluate_batch(
-        self, action_sequences: Sequence[Sequence[float]], seeds: Sequence[int | None] | None = None
+        self,
+        action_sequences: Sequence[Sequence[float]],
+        seeds: Sequence[int | None] | None = None,
+        per_unit: str | None = None,
     ) -> list[EpisodeOutcome]:
         """Play every action sequence as one episode; the outcomes in submission order
-        (``outcome.index`` is the position in ``action_sequences``)."""
-        return list(self.imap(action_sequences, seeds))
+        (``outcome.index`` is the position in ``action_sequences``). ``per_unit``:
+        each sequence holds one value per unit, played as actions or sparsities (see
+        :meth:`~prunegym.agents.env_worker.EnvWorker.play`)."""
+        return list(self.imap(action_sequences, seeds, per_unit))
 
     def imap(
-        self, action_sequences: Sequence[Sequence[float]], seeds: Sequence[int | None] | None = None
+        self,
+        action_sequences: Sequence[Sequence[float]],
+        seeds: Sequence[int | None] | None = None,
+        per_unit: str | None = None,
     ) -> Iterator[EpisodeOutcome]:
         """Like :meth:`evaluate_batch`, yielding each outcome as soon as it and all
         before it are done (so a caller may record and checkpoint as it goes)."""
@@ -107,7 +115,7 @@ class WorkerPool:
 
         def submit(actor: Any) -> None:
             i = queue.popleft()
-            pending[actor.play.remote(i, jobs[i], seeds[i])] = (i, actor)
+            pending[actor.play.remote(i, jobs[i], seeds[i], per_unit)] = (i, actor)
 
         for _ in range(self.depth):
             for actor in self._actors:

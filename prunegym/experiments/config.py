@@ -105,11 +105,18 @@ class SearchConfig:
     """Who searches and for how long: ``agent`` is a searcher name (``ddpg``, ``td3``,
     ``sac``, ``ppo``, ``uniform``, ``random`` (fills the budget), ``random-raw``,
     ``evolution``, ``cmaes``, ``profile`` / ``transfer`` (option ``source``)); ``options``
-    go to it (e.g. ``warmup_episodes``, ``noise``, ``population``, ``select_top``)."""
+    go to it (e.g. ``warmup_episodes``, ``noise``, ``population``, ``select_top``).
+
+    ``workers`` > 1 evaluates candidates on that many Ray workers (``distributed``; 1:
+    serial, Ray is not imported); the black-box searchers propose ``batch_size``
+    candidates at a time (the same ``batch_size`` gives the same search with any number
+    of workers; set it to at least ``workers`` to keep them all busy)."""
 
     agent: str = "ddpg"
     episodes: int = 100
     options: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    batch_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -124,12 +131,34 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Where the workers of ``search.workers > 1`` run (Ray).
+
+    ``address``: null starts a local Ray instance sized to the workers; ``auto`` joins
+    the cluster this machine belongs to; ``host:port`` or ``ray://host:port`` an existing
+    cluster (unreachable: one line, exit 2, before anything is built).
+    ``resources_per_worker``: Ray resources of each worker (``num_cpus``, ``num_gpus``,
+    ``memory``, custom names); ``threads_per_worker``: torch threads in each (null:
+    ``num_cpus``, else this machine's cores / workers). A worker whose process dies is
+    restarted up to ``max_restarts`` times and its episode retried up to
+    ``max_task_retries`` times.
+    """
+
+    address: str | None = None
+    resources_per_worker: dict[str, float] = field(default_factory=dict)
+    threads_per_worker: int | None = None
+    max_restarts: int = 3
+    max_task_retries: int = 3
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

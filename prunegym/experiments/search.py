@@ -12,11 +12,13 @@ SIGTERM stops at the next episode boundary, saves a checkpoint and exits with st
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from prunegym.experiments.arguments import (
     resolve_search_config,
 )
 from prunegym.experiments.commands import Command, print_phase
-from prunegym.experiments.config import Config, flat_dict
+from prunegym.experiments.config import Config, ConfigError, flat_dict
 from prunegym.experiments.rundir import (
     AGENT_FILE,
     BASE_MODEL_FILE,
@@ -118,6 +120,74 @@ def _callbacks(cfg: Config, run_dir: Path, extra: Sequence[Any]) -> list[Any]:
     return callbacks
 
 
+def check_workers(cfg: Config) -> None:
+    """``search.workers`` / ``search.batch_size`` errors, found before anything starts."""
+    from prunegym.agents import BASELINES
+
+    s = cfg.search
+    for key, value in (("workers", s.workers), ("batch_size", s.batch_size)):
+        if value < 1:
+            raise ConfigError(f"search.{key} must be >= 1, got {value}")
+    batching = hasattr(BASELINES.get(s.agent), "use_workers")
+    if s.batch_size > 1 and not batching:
+        raise ConfigError(f"search.batch_size > 1 needs a searcher that proposes batches "
+                          f"(random, random-raw, evolution, cmaes), not {s.agent!r}")  # fmt: skip
+    if s.workers > 1 and not batching:
+        raise ConfigError(f"search.workers > 1 needs a searcher that evaluates batches "
+                          f"(random, random-raw, evolution, cmaes), not {s.agent!r}")  # fmt: skip
+    d = cfg.distributed
+    if d.threads_per_worker is not None and d.threads_per_worker < 1:
+        raise ConfigError(f"distributed.threads_per_worker must be >= 1, got "
+                          f"{d.threads_per_worker}")  # fmt: skip
+    for key in ("max_restarts", "max_task_retries"):
+        if getattr(d, key) < 0:
+            raise ConfigError(f"distributed.{key} must be >= 0, got {getattr(d, key)}")
+
+
+@contextlib.contextmanager
+def ray_session(cfg: Config) -> Iterator[None]:
+    """Connect to Ray for ``search.workers > 1`` (nothing, and no Ray import, for 1); an
+    unreachable address fails here, before anything is built or written. A local
+    instance started here is shut down at the end."""
+    if cfg.search.workers == 1:
+        yield
+        return
+    import ray
+
+    from prunegym.agents.ray_cluster import check_resources, init_ray
+
+    try:
+        check_resources(cfg.distributed.resources_per_worker)
+    except ValueError as exc:
+        raise ConfigError(f"distributed.{exc}") from None
+    started = not ray.is_initialized()
+    d = cfg.distributed
+    init_ray(d.address, cfg.search.workers, d.resources_per_worker)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def worker_pool(cfg: Config, workload: Any) -> Iterator[Any]:
+    """The Ray workers of ``search.workers > 1``, each with the env of ``cfg`` on the
+    workload's model and data (a picklable factory, put in Ray's store once); None
+    for 1 worker."""
+    if cfg.search.workers == 1:
+        yield None
+        return
+    from prunegym.agents.worker_pool import WorkerPool
+
+    d = cfg.distributed
+    env_fn = functools.partial(build_env, cfg, workload.model, workload.data)
+    with WorkerPool(env_fn, cfg.search.workers, threads_per_worker=d.threads_per_worker,
+                    resources_per_worker=d.resources_per_worker, max_restarts=d.max_restarts,
+                    max_task_retries=d.max_task_retries) as pool:  # fmt: skip
+        yield pool
+
+
 def _save_agent(searcher: Any, run_dir: Path) -> None:
     from prunegym.agents import RLSearcher
 
@@ -150,7 +220,8 @@ def run_search(
     log = log or _silent
     run_dir = Path(run_dir)
     check_config(cfg)
-    with open_run_dir(run_dir, resume):
+    check_workers(cfg)
+    with ray_session(cfg), open_run_dir(run_dir, resume):
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
         workload, env = _dense_model_phase(cfg, run_dir, resume, log, notes)
@@ -166,10 +237,13 @@ def run_search(
                                 num_classes=data.num_classes, dataset=data.describe())  # fmt: skip
         write_run_info(run_dir, command, resume, len(searcher.history))
         callbacks = _callbacks(cfg, run_dir, extra_callbacks)
+        workers = f", {cfg.search.workers} workers" if cfg.search.workers > 1 else ""
         log(f"searching with {cfg.search.agent}: {cfg.search.episodes} episodes "
-            f"({len(searcher.history)} done)")  # fmt: skip
+            f"({len(searcher.history)} done{workers})")  # fmt: skip
         start = time.perf_counter()
-        with stop_at_episode_boundary(searcher) as stop:
+        with worker_pool(cfg, workload) as pool, stop_at_episode_boundary(searcher) as stop:
+            if hasattr(searcher, "use_workers"):
+                searcher.use_workers(pool, cfg.search.batch_size)
             result = searcher.search(env, cfg.search.episodes, callbacks=callbacks)
         seconds = time.perf_counter() - start
         interrupted = searcher.stop_requested and len(result.history) < cfg.search.episodes
@@ -189,6 +263,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     cfg, run_dir, resume, notes = resolve_search_config(args, "search")
     check_config(cfg)
+    check_workers(cfg)
     outcome = run_search(cfg, run_dir, command=getattr(args, "argv", sys.argv), resume=resume,
                          log=print_phase, notes=notes)  # fmt: skip
     result = outcome.result

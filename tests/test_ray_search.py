@@ -1,0 +1,152 @@
+"""Searches on Ray workers (``search.workers > 1``): the same candidates and results as
+serially, a complete run directory, a killed worker, and no Ray on the serial path."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ray_helpers import (
+    killing_env_fn,
+    local_ray,  # noqa: F401 (fixture)
+    tiny_env_fn,
+)
+
+pytest.importorskip("ray")
+
+from prunegym.agents import make_searcher
+from prunegym.agents.worker_pool import WorkerPool
+from prunegym.experiments.cli import main
+from prunegym.experiments.config import load_config
+from prunegym.experiments.search import run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+DIGITS = [
+    "workload.train_epochs=1",
+    "search.episodes=5",
+    "search.batch_size=2",
+    "run.progress=false",
+    "run.tensorboard=false",
+    "run.checkpoint_every=1",
+    "run.threads=1",
+    "env.evaluator={mode: masked}",
+    "distributed.threads_per_worker=1",
+]
+
+
+def comparable(history) -> list[tuple]:
+    """What must agree between two searches (no timings, no cache flags)."""
+    return [(r.episode, r.sparsities, r.reward, dict(r.metrics), dict(r.terms), r.kept,
+             r.policy.to_json()) for r in history]  # fmt: skip
+
+
+def search(name: str, env_fn, pool=None, episodes: int = 7, **options):
+    searcher = make_searcher(name, env_fn(), seed=3, select_top=0, **options)
+    searcher.use_workers(pool, batch_size=3)
+    return searcher.search(episodes=episodes, progress=False).history
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_one_and_two_workers_evaluate_the_same_candidates_with_the_same_results() -> None:
+    env_fn = tiny_env_fn()
+    with WorkerPool(env_fn, 2, threads_per_worker=1) as pool:
+        cases = (("random", {}), ("evolution", {"population": 4}), ("cmaes", {"popsize": 4}))
+        for name, options in cases:  # cmaes: batches of 3 stop at each generation of 4
+            serial = search(name, env_fn, **options)
+            parallel = search(name, env_fn, pool, **options)
+            assert [r.episode for r in parallel] == list(range(7))
+            assert comparable(parallel) == comparable(serial)
+        assert len(set(pool.worker_pids())) == 2
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_worker_killed_during_a_search_loses_and_duplicates_no_episode(tmp_path: Path) -> None:
+    env_fn = tiny_env_fn()
+    serial = search("evolution", env_fn, population=4)
+    marker = tmp_path / "killed"
+    dying = killing_env_fn(env_fn, str(marker), at_step=1, episode=2)
+    with WorkerPool(dying, 2, threads_per_worker=1) as pool:
+        parallel = search("evolution", env_fn, pool, population=4)
+    assert marker.exists()  # a worker died mid-episode
+    assert [r.episode for r in parallel] == list(range(7))
+    assert comparable(parallel) == comparable(serial)
+
+
+def _history(run_dir: Path) -> list[dict]:
+    with open(run_dir / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        for key in ("seconds", "cache_hit"):
+            row.pop(key, None)
+    return rows
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_search_with_two_workers_writes_the_serial_run_directory(tmp_path: Path) -> None:
+    sets = [*DIGITS, "search.agent=random", "search.options={}"]
+    serial = run_search(load_config(CONFIGS / "digits.yaml", sets), tmp_path / "serial")
+    cfg = load_config(CONFIGS / "digits.yaml", [*sets, "search.workers=2"])
+    run = run_search(cfg, tmp_path / "parallel")
+    assert run.status == "completed" and len(run.result.history) == 5
+    names = {p.name for p in run.run_dir.iterdir()}
+    assert {"config.yaml", "run.json", "history.csv", "best_policy.json", "checkpoint.zip",
+            "summary.json", "base_model.pt"} <= names  # fmt: skip
+    assert not [n for n in names if n.startswith(".")]
+    assert json.loads((run.run_dir / "summary.json").read_text())["status"] == "completed"
+    assert load_config(run.run_dir / "config.yaml").search.workers == 2
+    assert _history(run.run_dir) == _history(serial.run_dir)
+    assert len(_history(run.run_dir)) == 5
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_an_unreachable_cluster_is_one_line_exit_2_and_nothing_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    sets = [*DIGITS, "search.agent=random", "search.workers=2",
+            f"distributed.address=127.0.0.1:{port}"]  # fmt: skip
+    argv = ["search", "--config", str(CONFIGS / "digits.yaml"), "--out", str(out)]
+    code = main([*argv, *[a for s in sets for a in ("--set", s)]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "cannot reach the Ray cluster" in err
+    assert not out.exists()
+
+
+def test_one_worker_never_imports_ray(tmp_path: Path) -> None:
+    sets = [*DIGITS, "search.agent=random", "search.options={}"]
+    script = "\n".join([
+        "import sys",
+        "from prunegym.experiments.config import load_config",
+        "from prunegym.experiments.search import run_search",
+        f"cfg = load_config({str(CONFIGS / 'digits.yaml')!r}, {sets!r})",
+        "assert cfg.search.workers == 1",
+        f"run = run_search(cfg, {str(tmp_path / 'run')!r})",
+        "assert len(run.result.history) == 5",
+        "print('ray' in sys.modules, any(m.startswith('ray.') for m in sys.modules))",
+    ])  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_an_rl_agent_with_workers_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["search", "--config", str(CONFIGS / "digits.yaml"), "--out", str(out)]
+    code = main([*argv, "--set", "search.workers=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "search.workers > 1 needs a searcher that evaluates batches" in err and "ddpg" in err
+    assert not out.exists()
