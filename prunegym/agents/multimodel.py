@@ -140,8 +140,8 @@ class MultiModelEnv(gym.Env[np.ndarray, np.ndarray]):
     def sparsity_for_action(self, action: Any) -> float:
         return self._game.sparsity_for_action(action)
 
-    def action_for_sparsity(self, sparsity: float, unit: int | None = None) -> float:
-        return self._game.action_for_sparsity(sparsity, unit)
+    def action_for_sparsity(self, sparsity: float) -> float:
+        return self._game.action_for_sparsity(sparsity)
 
     def cost_ratio(self, sparsities: Any) -> float:
         return self._game.cost_ratio(sparsities)

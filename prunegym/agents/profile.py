@@ -197,9 +197,9 @@ class ProfileSearcher(Searcher):
             return  # deterministic: solved
         s = self.plan(env)
         self.sparsities = s.tolist()
-        game = self.game
-        actions = [game.action_for_sparsity(float(v), t) for t, v in enumerate(s)]
-        record = play_episode(env, lambda _obs, t: actions[t], 0, seed=self._reset_seed())
+        game = self.game  # actions are relative to the wall's state: ask it at each step
+        record = play_episode(env, lambda _obs, t: game.action_for_sparsity(float(s[t])), 0,
+                              seed=self._reset_seed())  # fmt: skip
         self._record(record)
         self._safe_point()
 

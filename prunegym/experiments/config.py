@@ -201,7 +201,7 @@ def _type(value: Any) -> str:
 
 def _check(value: Any, hint: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
-        return from_dict(value, hint, key)
+        return from_dict(value, typing.cast(type, hint), key)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)

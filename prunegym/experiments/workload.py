@@ -79,7 +79,7 @@ def _load_checkpoint_workload(cfg: Config) -> tuple[Any, Any]:
             f"checkpoint {w.checkpoint} (workload.checkpoint) does not exist; make it with: "
             f"{train_command_for(cfg)}"
         )
-    ckpt = load_checkpoint(w.checkpoint)
+    ckpt = load_checkpoint(str(w.checkpoint))
     name = ckpt.model_spec.get("name")
     if w.model is not None and name is not None and name != w.model:
         raise ConfigError(f"workload.model is {w.model!r} but {w.checkpoint} holds {name!r}")

@@ -72,7 +72,7 @@ def expand(cfg: BenchConfig, out: Path) -> list[Cell]:
         if not all(0.0 < r <= 1.0 for r in ratios):
             raise ConfigError(f"workload {path}: env.ratio must lie in (0, 1], got {ratios[0]}")
         axes = itertools.product(cfg.targets or (base.env.target,), ratios,
-                                 cfg.importances or (base.env.importance,), cfg.seeds,
+                                 cfg.importances or (base.env.importance or "l1",), cfg.seeds,
                                  cfg.searchers)  # fmt: skip
         for target, ratio, importance, seed, searcher in axes:
             changes = _cell_changes(cfg, work, searcher, episodes)

@@ -50,7 +50,7 @@ def references(method: tuple[str, str], several_importances: bool) -> list[tuple
     searcher, importance = method
     # a reference searcher is compared only with the references listed before it
     # (uniform - random, not also its mirror image random - uniform)
-    names = REFERENCE_SEARCHERS
+    names: tuple[str, ...] = REFERENCE_SEARCHERS
     if searcher in names:
         names = names[: names.index(searcher)]
     refs = [(name, importance) for name in names]
