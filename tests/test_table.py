@@ -134,3 +134,26 @@ def test_policy_cost_uses_rounding(example_input) -> None:
     assert kept["layer3.1.conv1"] == 48  # 64 * 0.7 = 44.8 -> 48
     assert PruningPolicy.uniform(table, 0.99).kept(table)["stem.0"] == 8  # one multiple
     assert table.cost(PruningPolicy.uniform(table, 0.0)).macs == table.total_macs
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2", "resnet20"])
+def test_layer_widths_match_the_physically_pruned_layers(arch: str, example_input) -> None:
+    from prunegym.pruners import ChannelPruner
+
+    model = make_model(arch)
+    table = LayerTable.from_model(model, example_input)
+    policy = PruningPolicy.uniform(table, 0.5)
+    small = ChannelPruner(model, table).apply(policy)
+    widths = table.layer_widths(table.kept_counts(policy.as_array(table)))
+    modules = dict(small.named_modules())
+    real = [
+        (modules[lay.name].in_channels, modules[lay.name].out_channels, modules[lay.name].groups)
+        if isinstance(modules[lay.name], nn.Conv2d)
+        else (modules[lay.name].in_features, modules[lay.name].out_features, 1)
+        for lay in table.layers
+    ]
+    assert list(zip(widths.inputs, widths.outputs, widths.groups, strict=True)) == real
+    varies_in, varies_out = table.varying_layers()
+    changed = [(i, o) != (lay.in_channels, lay.out_channels)
+               for (i, o, _), lay in zip(real, table.layers, strict=True)]  # fmt: skip
+    assert list(varies_in | varies_out) == changed

@@ -86,31 +86,19 @@ class LatencyTable:
             model, example_input, threads=threads, warmup=warmup, repeats=dense_repeats
         )
         self.dense_ms = self.dense.median_ms
+        self.table = table
         layers = list(table.layers)
-        index = {lay.name: i for i, lay in enumerate(layers)}
-        self.channels = table.channels.astype(np.float64)
-        self.out0 = np.array([lay.out_channels for lay in layers], dtype=np.float64)
-        self.in0 = np.array([lay.in_channels for lay in layers], dtype=np.float64)
-        self.depthwise = np.array([lay.kind == "depthwise" for lay in layers])
-        self.a_out = np.zeros((len(layers), len(table)))
-        self.a_in = np.zeros((len(layers), len(table)))
-        for u, unit in enumerate(table):
-            for m in unit.members:
-                if m.name in index:
-                    target = self.a_out if m.direction == "out" else self.a_in
-                    target[index[m.name], u] += len(m.idxs)
+        varies_in, varies_out = table.varying_layers()
         traces, _, _ = trace_forward(model, example_input)
         modules = dict(model.named_modules())
         self.lookups: list[_LayerLookup] = []
         for i, lay in enumerate(layers):
-            varies_out = bool(self.a_out[i].any())
-            varies_in = bool(self.a_in[i].any()) and lay.kind != "depthwise"
-            if not (varies_out or varies_in) or (lay.groups > 1 and lay.kind != "depthwise"):
+            if not (varies_in[i] or varies_out[i]) or (lay.groups > 1 and lay.kind != "depthwise"):
                 continue  # this layer's widths never change: constant, cancels out
             shape = traces[lay.name].input_shape
-            self.lookups.append(
-                self._measure(i, lay, modules[lay.name], shape, levels, varies_in, varies_out)
-            )
+            own_inputs = bool(varies_in[i]) and lay.kind != "depthwise"  # else they follow out
+            self.lookups.append(self._measure(i, lay, modules[lay.name], shape, levels,
+                                              own_inputs, bool(varies_out[i])))  # fmt: skip
         self._layers_dense = sum(lk.dense_ms for lk in self.lookups)
         self._rest = max(self.dense_ms - self._layers_dense, 0.0)
         if self._rest + self._layers_dense <= 0:
@@ -155,10 +143,8 @@ class LatencyTable:
 
     def widths(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(input, output) channels of every layer when unit ``i`` keeps ``kept[i]``."""
-        removed = (self.channels - np.asarray(kept, dtype=np.float64)) / self.channels
-        out = np.rint(self.out0 - self.a_out @ removed)
-        inp = np.where(self.depthwise, out, np.rint(self.in0 - self.a_in @ removed))
-        return inp, out
+        widths = self.table.layer_widths(kept)
+        return widths.inputs, widths.outputs
 
     def estimate(self, kept: np.ndarray) -> float:
         """Estimated milliseconds per forward pass of the example batch."""

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunegym.pruners.cost import Cost, CostModel, LayerWidths
 from prunegym.pruners.errors import PruningError, UnsupportedModelError
 from prunegym.pruners.graph import (
     MASKABLE_TYPES,
@@ -28,63 +29,6 @@ if TYPE_CHECKING:
 Granularity = Literal["channel", "weight"]
 
 
-@dataclass(frozen=True)
-class Cost:
-    """Conv/linear MACs and params (BN, activations and pooling are not counted)."""
-
-    macs: int
-    params: int
-
-
-class _CostModel:
-    """Vectorised cost of a vector of kept counts (well under a millisecond).
-
-    For channel pruning a layer's output (input) channels shrink by the channels its
-    units remove: ``out' = out - A_out @ removed_fraction``. A depthwise conv's input
-    channels and groups follow its output channels.
-    """
-
-    def __init__(self, layers: list[LayerInfo], units: list[PrunableUnit], granularity: str):
-        self.granularity = granularity
-        index = {layer.name: i for i, layer in enumerate(layers)}
-        n_layers, n_units = len(layers), len(units)
-        self.out0 = np.array([lay.out_channels for lay in layers], dtype=np.float64)
-        self.in0 = np.array([lay.in_channels for lay in layers], dtype=np.float64)
-        self.groups0 = np.array([lay.groups for lay in layers], dtype=np.float64)
-        self.depthwise = np.array([lay.kind == "depthwise" for lay in layers])
-        self.kvol = np.array([lay.kernel_volume for lay in layers], dtype=np.float64)
-        self.positions = np.array([lay.positions for lay in layers], dtype=np.float64)
-        self.bias = np.array([lay.has_bias for lay in layers], dtype=np.float64)
-        self.numel0 = np.array([lay.weight_numel for lay in layers], dtype=np.float64)
-        self.a_out = np.zeros((n_layers, n_units))
-        self.a_in = np.zeros((n_layers, n_units))
-        self.unit_layer = np.zeros(n_units, dtype=np.int64)
-        for u, unit in enumerate(units):
-            self.unit_layer[u] = index.get(unit.name, -1)
-            for m in unit.members:
-                if m.name in index:
-                    target = self.a_out if m.direction == "out" else self.a_in
-                    target[index[m.name], u] += len(m.idxs)
-        self.channels = np.array([u.channels for u in units], dtype=np.float64)
-
-    def cost(self, kept: np.ndarray) -> Cost:
-        kept = np.asarray(kept, dtype=np.float64)
-        if self.granularity == "weight":
-            numel = self.numel0.copy()
-            numel[self.unit_layer] = kept
-            out = self.out0
-        else:
-            removed = (self.channels - kept) / self.channels
-            out = np.rint(self.out0 - self.a_out @ removed)
-            inp = np.rint(self.in0 - self.a_in @ removed)
-            inp = np.where(self.depthwise, out, inp)
-            groups = np.where(self.depthwise, out, self.groups0)
-            numel = out * (inp / groups) * self.kvol
-        macs = float(numel @ self.positions)
-        params = float(numel.sum() + self.bias @ out)
-        return Cost(round(macs), round(params))
-
-
 @dataclass(frozen=True, eq=False)
 class LayerTable:
     """The ordered prunable units of a model, its total cost, and what is frozen."""
@@ -96,7 +40,7 @@ class LayerTable:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     signature: str
-    _cost_model: _CostModel = field(repr=False)
+    _cost_model: CostModel = field(repr=False)
 
     # construction -----------------------------------------------------------------
     @classmethod
@@ -142,7 +86,7 @@ class LayerTable:
         ).hexdigest()[:12]
         return cls(granularity, tuple(units), tuple(layers), frozen,
                    tuple(example_input.shape), tuple(output.shape), digest,
-                   _CostModel(layers, units, granularity))  # fmt: skip
+                   CostModel(layers, units, granularity))  # fmt: skip
 
     # container --------------------------------------------------------------------
     def __len__(self) -> int:
@@ -187,6 +131,15 @@ class LayerTable:
         if self.granularity == "weight":
             return kept_weights(self.channels, sparsities)
         return kept_channels(self.channels, sparsities, round_to)
+
+    def layer_widths(self, kept: np.ndarray) -> LayerWidths:
+        """Input/output channels and groups of every layer (``self.layers`` order) when
+        unit ``i`` keeps ``kept[i]`` channels: the one width rule of cost and latency."""
+        return self._cost_model.widths(kept)
+
+    def varying_layers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per layer of ``self.layers``: whether a unit changes its inputs, its outputs."""
+        return self._cost_model.varying()
 
     def cost_of_kept(self, kept: np.ndarray) -> Cost:
         """MACs and params when unit ``i`` keeps ``kept[i]`` channels (or weights)."""
