@@ -157,3 +157,49 @@ def test_layer_widths_match_the_physically_pruned_layers(arch: str, example_inpu
     changed = [(i, o) != (lay.in_channels, lay.out_channels)
                for (i, o, _), lay in zip(real, table.layers, strict=True)]  # fmt: skip
     assert list(varies_in | varies_out) == changed
+
+
+class _Shared(nn.Module):
+    """A conv applied ``calls`` times (weight sharing) between a stem and a head."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.calls = calls
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.shared = nn.Conv2d(16, 16, 3, padding=1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        for _ in range(self.calls):
+            x = torch.relu(self.shared(x))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_module_called_twice_counts_both_calls(example_input) -> None:
+    from prunegym.pruners import count_cost
+
+    once, twice = count_cost(_Shared(1), example_input), count_cost(_Shared(2), example_input)
+    shared_call = 16 * 16 * 9 * 32 * 32
+    assert twice.macs - once.macs == shared_call  # doubled MACs of the shared conv
+    assert twice.params == once.params  # one set of weights
+    table = LayerTable.from_model(_Shared(2), example_input)
+    assert table.total_macs == twice.macs
+    assert next(lay for lay in table.layers if lay.name == "shared").macs == 2 * shared_call
+
+
+def test_a_shared_module_prunes_with_exact_macs(example_input, batch) -> None:
+    from prunegym.pruners import ChannelPruner, count_cost
+
+    torch.manual_seed(0)
+    model = _Shared(2).eval()
+    table = LayerTable.from_model(model, example_input)
+    pruner = ChannelPruner(model, table)
+    policy = PruningPolicy.uniform(table, 0.5)
+    small = pruner.apply(policy)
+    with torch.no_grad(), pruner.masked(policy):
+        assert torch.allclose(model(batch), small(batch), atol=1e-5)
+    assert table.cost(policy) == count_cost(small, example_input)
+    assert table.cost(policy).macs < table.total_macs
+    assert table.names == ["stem"]  # the shared conv's input and output channels are coupled
+    assert {"stem", "shared", "head"} <= set(table["stem"].layer_names)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from prunegym.pruners import LayerTable, measure_latency
-from prunegym.pruners.graph import trace_forward
+from prunegym.pruners.trace import trace_forward
 from prunegym.pruners.units import LayerInfo
 
 DEFAULT_LEVELS = (0.125, 0.25, 0.5, 0.75, 1.0)
@@ -89,7 +89,7 @@ class LatencyTable:
         self.table = table
         layers = list(table.layers)
         varies_in, varies_out = table.varying_layers()
-        traces, _, _ = trace_forward(model, example_input)
+        traces = trace_forward(model, example_input).layers
         modules = dict(model.named_modules())
         self.lookups: list[_LayerLookup] = []
         for i, lay in enumerate(layers):

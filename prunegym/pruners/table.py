@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -13,14 +14,9 @@ from torch import nn
 
 from prunegym.pruners.cost import Cost, CostModel, LayerWidths
 from prunegym.pruners.errors import PruningError, UnsupportedModelError
-from prunegym.pruners.graph import (
-    MASKABLE_TYPES,
-    PRUNABLE_TYPES,
-    LayerTrace,
-    build_graph,
-    trace_forward,
-)
+from prunegym.pruners.graph import MASKABLE_TYPES, PRUNABLE_TYPES, build_graph
 from prunegym.pruners.rounding import kept_channels, kept_weights
+from prunegym.pruners.trace import LayerTrace, trace_forward
 from prunegym.pruners.units import Kind, LayerInfo, Member, PrunableUnit
 
 if TYPE_CHECKING:
@@ -68,8 +64,9 @@ class LayerTable:
         unknown = sorted(n for n in ignored_names if n not in names.values())
         if unknown:
             raise PruningError(f"ignored layer {unknown[0]!r} is not a module of the model")
-        traces, output, output_layers = trace_forward(model, example_input)
-        layers = _layer_infos(model, traces)
+        trace = trace_forward(model, example_input)
+        output, output_layers = trace.output, trace.output_layers
+        layers = _layer_infos(model, trace.layers)
         if not layers:
             raise PruningError(f"{type(model).__name__} has no conv or linear layer to prune")
         frozen = {n: "ignored by the user" for n in sorted(ignored_names)}
@@ -170,20 +167,20 @@ class LayerTable:
 
 def count_cost(model: nn.Module, example_input: torch.Tensor) -> Cost:
     """Count conv/linear MACs and params of ``model`` by running it (a reference count)."""
-    traces, _, _ = trace_forward(model, example_input)
-    layers = _layer_infos(model, traces)
+    layers = _layer_infos(model, trace_forward(model, example_input).layers)
     return Cost(sum(lay.macs for lay in layers), sum(lay.params for lay in layers))
 
 
 # ---------------------------------------------------------------------------------
 def _layer_infos(model: nn.Module, traces: dict[str, LayerTrace]) -> list[LayerInfo]:
+    """One LayerInfo per executed conv/linear; ``positions`` sums over all its calls."""
     infos = []
     for name, module in model.named_modules():
         if not isinstance(module, PRUNABLE_TYPES) or name not in traces:
             continue
         trace = traces[name]
         if isinstance(module, nn.Linear):
-            positions = int(np.prod(trace.output_shape[1:-1])) if len(trace.output_shape) > 2 else 1
+            positions = sum(math.prod(s[1:-1]) if len(s) > 2 else 1 for s in trace.output_shapes)
             info = LayerInfo(name, "linear", module.in_features, module.out_features, (), (), 1,
                              tuple(trace.output_shape[1:-1]), positions, module.bias is not None,
                              trace.order)  # fmt: skip
@@ -192,10 +189,11 @@ def _layer_infos(model: nn.Module, traces: dict[str, LayerTrace]) -> list[LayerI
                 module.groups > 1 and module.groups == module.in_channels == module.out_channels
             )
             kind: Kind = "depthwise" if depthwise else "conv"
-            fmap = tuple(trace.output_shape[2:])
+            positions = sum(math.prod(s[2:]) for s in trace.output_shapes)
             info = LayerInfo(name, kind, module.in_channels, module.out_channels,
-                             tuple(module.kernel_size), tuple(module.stride), module.groups, fmap,
-                             int(np.prod(fmap)), module.bias is not None, trace.order)  # fmt: skip
+                             tuple(module.kernel_size), tuple(module.stride), module.groups,
+                             tuple(trace.output_shape[2:]), positions, module.bias is not None,
+                             trace.order)  # fmt: skip
         infos.append(info)
     return sorted(infos, key=lambda lay: lay.order)
 

@@ -23,8 +23,8 @@ class LayerInfo:
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
     groups: int
-    feature_map: tuple[int, ...]  # output spatial size (() for linear on flat input)
-    positions: int  # output positions per sample: prod(feature_map) or tokens for linear
+    feature_map: tuple[int, ...]  # output spatial size of the first call (() for flat linear)
+    positions: int  # output positions per sample, summed over calls (weight sharing)
     has_bias: bool
     order: int  # forward execution index
 
