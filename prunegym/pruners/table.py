@@ -50,7 +50,8 @@ class LayerTable:
         """Find the prunable units of ``model`` by running ``example_input`` through it.
 
         Channel units are Torch-Pruning dependency groups ordered by the forward
-        execution of their first layer; the layers producing the model output are never
+        execution of their first layer; the layers producing the model output (found
+        by what reaches it: a classifier conv followed by pooling counts) are never
         channel-pruned. ``ignored`` layers (modules or names) are never pruned either.
         The model is not modified (its training mode is restored).
         """
@@ -64,8 +65,8 @@ class LayerTable:
         unknown = sorted(n for n in ignored_names if n not in names.values())
         if unknown:
             raise PruningError(f"ignored layer {unknown[0]!r} is not a module of the model")
-        trace = trace_forward(model, example_input)
-        output, output_layers = trace.output, trace.output_layers
+        trace = trace_forward(model, example_input, dataflow=granularity == "channel")
+        output = trace.output
         layers = _layer_infos(model, trace.layers)
         if not layers:
             raise PruningError(f"{type(model).__name__} has no conv or linear layer to prune")
@@ -73,8 +74,12 @@ class LayerTable:
         if granularity == "weight":
             units = _weight_units(layers, set(ignored_names))
         else:
-            for n in output_layers:
+            for n in sorted(trace.output_layers):
                 frozen.setdefault(n, "produces the model output")
+            for n in sorted(trace.input_layers):
+                frozen.setdefault(
+                    n, "a depthwise conv on the model input (its channels are the input's)"
+                )
             units = _channel_units(model, example_input, layers, frozen, names)
         if not units:
             raise PruningError(f"{type(model).__name__} has no prunable unit ({granularity})")
