@@ -29,6 +29,7 @@ def prunes_exactly(model: nn.Module, table: LayerTable, sparsity: float, side: i
             out_masked = model(batch)
         dense = model(batch)
     assert out_small.shape == dense.shape == (2, 10)
+    assert (dense - out_masked).abs().max().item() > 1e-6  # the mask did something
     assert (out_masked - out_small).abs().max().item() < 1e-4 * max(1.0, dense.abs().max().item())
     assert table.cost(policy) == count_cost(small, example)
     assert table.cost(policy).macs < table.total_macs
@@ -77,3 +78,99 @@ def test_squeezenet_prunes_with_its_classifier_conv_frozen(name: str) -> None:
     assert table.frozen == {"classifier.1": "produces the model output"}
     assert len(table) == 25  # every fire module's squeeze and expand convs
     prunes_exactly(model, table, 0.3, 64)
+
+
+class _GroupedNet(nn.Module):
+    """stem (3->16) -> grouped 3x3 conv (16->16, 4 groups) -> 1x1 conv (16->32) -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.grouped = nn.Sequential(
+            nn.Conv2d(16, 16, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(16)
+        )
+        self.expand = nn.Conv2d(16, 32, 1)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.grouped(torch.relu(self.stem(x))))
+        return self.head(torch.relu(self.expand(x)).mean((2, 3)))
+
+
+def test_grouped_conv_units_remove_the_same_positions_in_every_group() -> None:
+    torch.manual_seed(0)
+    model = randomize_batchnorm(_GroupedNet()).eval()
+    table = LayerTable.from_model(model, torch.randn(1, 3, 16, 16))
+    assert table.names == ["stem.0", "grouped.0", "expand"] and not table.frozen.keys() - {"head"}
+    assert list(table.channel_groups) == [4, 4, 1]
+    policy = PruningPolicy.uniform(table, 0.5, round_to=1)
+    assert policy.kept(table) == {"stem.0": 8, "grouped.0": 8, "expand": 16}
+    assert PruningPolicy.uniform(table, 0.3, round_to=1).kept(table)["stem.0"] == 12  # 4 | kept
+    assert PruningPolicy.uniform(table, 0.3, round_to=8).kept(table)["stem.0"] == 16  # 8 | kept
+    pruner = ChannelPruner(model, table, round_to=1)
+    removed = pruner.removed_channels(policy)["stem.0"]
+    positions = sorted({int(c) % 4 for c in removed})
+    assert sorted(removed.tolist()) == sorted(p + 4 * g for p in positions for g in range(4))
+    # hand count at 16x16: stem 3->8, grouped 8->8 (2 inputs per group), expand 8->16, head
+    hand = (3 * 8 * 9 + 8 * 2 * 9 + 8 * 16) * 16 * 16 + 16 * 10
+    assert table.cost(policy).macs == hand
+    small = prunes_exactly_at(model, table, policy, 16)
+    assert small.grouped[0].groups == 4 and small.grouped[0].weight.shape == (8, 2, 3, 3)
+
+
+def prunes_exactly_at(model: nn.Module, table: LayerTable, policy, side: int) -> nn.Module:
+    example = torch.randn(1, 3, side, side)
+    batch = torch.randn(2, 3, side, side)
+    pruner = ChannelPruner(model, table, round_to=policy.round_to)
+    small = pruner.apply(policy).eval()
+    with torch.no_grad(), pruner.masked(policy):
+        assert (model(batch) - small(batch)).abs().max().item() < 1e-5
+    assert table.cost(policy) == count_cost(small, example)
+    return small
+
+
+@pytest.mark.parametrize(("name", "units", "grouped"), [("regnet_x_400mf", 49, 44)])
+def test_regnet_x_prunes_its_grouped_convs(name: str, units: int, grouped: int) -> None:
+    model = tv(name)
+    table = LayerTable.from_model(model, torch.randn(1, 3, 64, 64))
+    # before grouped-conv support: 5 units, every block's grouped conv frozen
+    assert len(table) == units and int((table.channel_groups > 1).sum()) == grouped
+    assert not any("grouped" in why for why in table.frozen.values())
+    policy = PruningPolicy.uniform(table, 0.3)
+    kept = table.kept_counts(policy.as_array(table), 8)
+    assert all(k % g == 0 for k, g in zip(kept, table.channel_groups, strict=True))
+    small = prunes_exactly(model, table, 0.3, 64)
+    for module in small.modules():
+        if isinstance(module, nn.Conv2d) and module.groups > 1:
+            assert module.in_channels % module.groups == module.out_channels % module.groups == 0
+
+
+def test_resnext50_prunes_its_grouped_convs() -> None:
+    model = tv("resnext50_32x4d")
+    table = LayerTable.from_model(model, torch.randn(1, 3, 64, 64))
+    assert len(table) == 37 and int((table.channel_groups > 1).sum()) == 32  # was 5 units
+    prunes_exactly(model, table, 0.3, 64)
+
+
+def test_the_action_wall_steps_grouped_units_by_whole_groups() -> None:
+    from prunegym.envs.wall import ActionWall
+
+    table = LayerTable.from_model(_GroupedNet(), torch.randn(1, 3, 16, 16))
+    total = table.total_macs
+    wall = ActionWall(table, lambda k: table.cost_of_kept(k).macs, 0.5 * total, total,
+                      0.0, 0.9, round_to=2)  # fmt: skip
+    assert list(wall.steps) == [4, 4, 2]  # the smallest multiple of the groups >= round_to
+    allowed = wall.allowed_kept(0, table.channels.copy())
+    assert allowed % 4 == 0 and table.cost_of_kept([allowed, 4, 4]).macs <= 0.5 * total
+    assert wall.clip(0, 0.1, allowed)[1] == allowed
+
+
+def test_the_latency_lookup_times_grouped_convs_at_whole_groups() -> None:
+    from prunegym.envs.latency_table import LatencyTable
+
+    model, x = _GroupedNet().eval(), torch.randn(1, 3, 16, 16)
+    table = LayerTable.from_model(model, x)
+    lookup = LatencyTable(model, table, x, levels=(0.3, 1.0), warmup=0, repeats=1,
+                          dense_repeats=1)  # fmt: skip
+    grouped = next(lk for lk in lookup.lookups if table.layers[lk.index].name == "grouped.0")
+    assert list(grouped.ins) == [4, 16] and list(grouped.outs) == [4, 16]  # multiples of 4

@@ -93,7 +93,7 @@ class LatencyTable:
         modules = dict(model.named_modules())
         self.lookups: list[_LayerLookup] = []
         for i, lay in enumerate(layers):
-            if not (varies_in[i] or varies_out[i]) or (lay.groups > 1 and lay.kind != "depthwise"):
+            if not (varies_in[i] or varies_out[i]):
                 continue  # this layer's widths never change: constant, cancels out
             shape = traces[lay.name].input_shape
             own_inputs = bool(varies_in[i]) and lay.kind != "depthwise"  # else they follow out
@@ -115,10 +115,12 @@ class LatencyTable:
         varies_in: bool,
         varies_out: bool,
     ) -> _LayerLookup:
+        step = 1 if lay.kind == "depthwise" else lay.groups  # a grouped conv keeps its groups
+
         def grid(full: int, varies: bool) -> np.ndarray:
             if not varies:
                 return np.array([full], dtype=np.float64)
-            counts = {max(1, round(f * full)) for f in levels} | {full}
+            counts = {max(step, round(f * full / step) * step) for f in levels} | {full}
             return np.array(sorted(counts), dtype=np.float64)
 
         ins, outs = grid(lay.in_channels, varies_in), grid(lay.out_channels, varies_out)

@@ -51,6 +51,7 @@ class ActionWall:
         self.max_sparsity = float(max_sparsity)
         self.round_to = 1 if table.granularity == "weight" else int(round_to)
         self.channels = table.channels
+        self.steps = table.steps(self.round_to)  # round_to, or a multiple of a conv's groups
         n = len(table)
         self.kept_min = self.kept(np.full(n, self.max_sparsity))  # fewest each unit can keep
         self.kept_max = self.kept(np.full(n, self.min_sparsity))  # most each unit may keep
@@ -75,7 +76,8 @@ class ActionWall:
         s = np.array([sparsity], dtype=np.float64)
         if self.table.granularity == "weight":
             return int(kept_weights(c, s)[0])
-        return int(kept_channels(c, s, self.round_to)[0])
+        groups = self.table.channel_groups[unit : unit + 1]
+        return int(kept_channels(c, s, self.round_to, groups)[0])
 
     def sparsity_for_kept(self, unit: int, kept: int) -> float:
         """A sparsity in ``[min_sparsity, max_sparsity]`` whose rounded count is ``kept``."""
@@ -91,7 +93,7 @@ class ActionWall:
 
     # the wall ---------------------------------------------------------------------
     def _level(self, unit: int, j: int) -> int:
-        return min(int(self.kept_min[unit]) + j * self.round_to, int(self.kept_max[unit]))
+        return min(int(self.kept_min[unit]) + j * int(self.steps[unit]), int(self.kept_max[unit]))
 
     def allowed_kept(self, unit: int, kept: np.ndarray) -> int:
         """The most unit ``unit`` may keep, given ``kept[:unit]`` already decided.
@@ -105,7 +107,7 @@ class ActionWall:
         if self.cost_fn(trial) <= self.budget:
             return int(self.kept_max[unit])
         lo = 0  # feasible by the invariant (checked at construction, kept by every step)
-        hi = -(-(int(self.kept_max[unit]) - int(self.kept_min[unit])) // self.round_to)
+        hi = -(-(int(self.kept_max[unit]) - int(self.kept_min[unit])) // int(self.steps[unit]))
         while hi - lo > 1:  # level lo is feasible, level hi is not
             mid = (lo + hi) // 2
             trial[unit] = self._level(unit, mid)

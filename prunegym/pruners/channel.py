@@ -200,8 +200,19 @@ class ChannelPruner(MaskingPruner):
                 raise PruningError(
                     f"importance {importance!r} gave invalid scores for {unit.name!r}"
                 )
-            order.append(np.argsort(scores, kind="stable"))
+            order.append(_removal_order(scores, unit.channel_groups))
         return order
+
+
+def _removal_order(scores: np.ndarray, groups: int) -> np.ndarray:
+    """Channels from least to most important; with ``groups > 1`` (a unit that feeds or
+    fills a grouped conv) whole positions go, the same in every group: a position's
+    score sums its channels' scores across the groups (Torch-Pruning averages them)."""
+    if groups == 1:
+        return np.argsort(scores, kind="stable")
+    per_group = scores.size // groups
+    positions = np.argsort(scores.reshape(groups, per_group).sum(axis=0), kind="stable")
+    return (positions[:, None] + per_group * np.arange(groups)[None, :]).reshape(-1)
 
 
 def prunable_layers(model: nn.Module) -> list[str]:

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from prunegym.pruners.cost import Cost, CostModel, LayerWidths
-from prunegym.pruners.errors import PruningError, UnsupportedModelError
-from prunegym.pruners.graph import MASKABLE_TYPES, PRUNABLE_TYPES, build_graph
-from prunegym.pruners.rounding import kept_channels, kept_weights
+from prunegym.pruners.errors import PruningError
+from prunegym.pruners.graph import PRUNABLE_TYPES, build_graph
+from prunegym.pruners.grouping import make_units, units_in_graph
+from prunegym.pruners.rounding import channel_steps, kept_channels, kept_weights
 from prunegym.pruners.trace import LayerTrace, trace_forward
-from prunegym.pruners.units import Kind, LayerInfo, Member, PrunableUnit
+from prunegym.pruners.units import Kind, LayerInfo, Member, PrunableUnit, unit_from_layer
 
 if TYPE_CHECKING:
     from prunegym.pruners.policy import PruningPolicy
@@ -80,7 +81,9 @@ class LayerTable:
                 frozen.setdefault(
                     n, "a depthwise conv on the model input (its channels are the input's)"
                 )
-            units = _channel_units(model, example_input, layers, frozen, names)
+            by_name = {lay.name: lay for lay in layers}
+            graph = build_graph(model, example_input)
+            units = make_units(units_in_graph(graph, model, names, by_name, frozen), by_name)
         if not units:
             raise PruningError(f"{type(model).__name__} has no prunable unit ({granularity})")
         digest = hashlib.sha1(
@@ -128,11 +131,22 @@ class LayerTable:
     def total_params(self) -> int:
         return self.total.params
 
+    @property
+    def channel_groups(self) -> np.ndarray:
+        """Per unit: the groups of the grouped conv it must keep consistent (1 if none)."""
+        return np.array([u.channel_groups for u in self.units], dtype=np.int64)
+
+    def steps(self, round_to: int = 8) -> np.ndarray:
+        """Per unit: the multiple its kept count rounds to (1 for weight granularity)."""
+        if self.granularity == "weight":
+            return np.ones(len(self.units), dtype=np.int64)
+        return channel_steps(round_to, self.channel_groups)
+
     def kept_counts(self, sparsities: np.ndarray, round_to: int = 8) -> np.ndarray:
         """Kept channels (or weights) per unit for per-unit ``sparsities``."""
         if self.granularity == "weight":
             return kept_weights(self.channels, sparsities)
-        return kept_channels(self.channels, sparsities, round_to)
+        return kept_channels(self.channels, sparsities, round_to, self.channel_groups)
 
     def layer_widths(self, kept: np.ndarray) -> LayerWidths:
         """Input/output channels and groups of every layer (``self.layers`` order) when
@@ -203,29 +217,6 @@ def _layer_infos(model: nn.Module, traces: dict[str, LayerTrace]) -> list[LayerI
     return sorted(infos, key=lambda lay: lay.order)
 
 
-def _unit_from_layer(
-    layer: LayerInfo,
-    index: int,
-    granularity: str,
-    channels: int,
-    members: tuple[Member, ...],
-    by_name: dict[str, LayerInfo],
-) -> PrunableUnit:
-    own = {m.name for m in members if m.direction == "out"}
-    consumers = {m.name for m in members if m.direction == "in"} - own
-    pick = [by_name[n] for n in own if n in by_name]
-    cons = [by_name[n] for n in consumers if n in by_name]
-    return PrunableUnit(
-        name=layer.name, index=index, granularity=granularity, kind=layer.kind,  # type: ignore[arg-type]
-        channels=channels, in_channels=layer.in_channels, out_channels=layer.out_channels,
-        kernel=layer.kernel, stride=layer.stride, groups=layer.groups,
-        feature_map=layer.feature_map,
-        macs=sum(x.macs for x in pick), params=sum(x.params for x in pick),
-        consumer_macs=sum(x.macs for x in cons), consumer_params=sum(x.params for x in cons),
-        members=members,
-    )  # fmt: skip
-
-
 def _weight_units(layers: list[LayerInfo], ignored: set[str]) -> list[PrunableUnit]:
     by_name = {lay.name: lay for lay in layers}
     units = []
@@ -233,70 +224,6 @@ def _weight_units(layers: list[LayerInfo], ignored: set[str]) -> list[PrunableUn
         if lay.name in ignored:
             continue
         member = Member(lay.name, lay.kind, "out", (), ())
-        units.append(_unit_from_layer(lay, len(units), "weight", lay.weight_numel,
+        units.append(unit_from_layer(lay, len(units), "weight", lay.weight_numel,
                                       (member,), by_name))  # fmt: skip
     return units
-
-
-def _channel_units(
-    model: nn.Module,
-    example_input: torch.Tensor,
-    layers: list[LayerInfo],
-    frozen: dict[str, str],
-    names: dict[nn.Module, str],
-) -> list[PrunableUnit]:
-    by_name = {lay.name: lay for lay in layers}
-    modules = dict(model.named_modules())
-    graph = build_graph(model, example_input)
-    ignored = [modules[n] for n in frozen if n in modules]
-    found: list[tuple[LayerInfo, int, tuple[Member, ...]]] = []
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_TYPES):
-        members: list[Member] = []
-        problem = None
-        for item in group.items:
-            dep = item.dep
-            module = dep.target.module
-            if not isinstance(module, nn.Module) or module not in names:
-                if isinstance(module, nn.Parameter):
-                    problem = "contains a bare nn.Parameter"
-                continue  # parameter-free ops (add, flatten, ...) carry no weights
-            name = names[module]
-            if graph.is_out_channel_pruning_fn(dep.handler):
-                direction = "out"
-            elif graph.is_in_channel_pruning_fn(dep.handler):
-                direction = "in"
-            else:
-                continue
-            has_params = any(True for _ in module.parameters(recurse=False))
-            if has_params and not isinstance(module, MASKABLE_TYPES):
-                problem = (
-                    f"contains {type(module).__name__} {name!r}, which cannot be masked exactly"
-                )
-            if (isinstance(module, PRUNABLE_TYPES[:3]) and module.groups > 1
-                    and by_name.get(name) and by_name[name].kind != "depthwise"):  # fmt: skip
-                problem = f"contains grouped conv {name!r} (groups={module.groups})"
-            members.append(Member(name, type(module).__name__, direction,  # type: ignore[arg-type]
-                                  tuple(int(i) for i in item.idxs),
-                                  tuple(int(i) for i in item.root_idxs)))  # fmt: skip
-        owners = [by_name[m.name] for m in members if m.direction == "out" and m.name in by_name]
-        if not owners:
-            continue
-        root = min(owners, key=lambda lay: lay.order)
-        if problem is not None:
-            frozen[root.name] = problem
-            continue
-        members = _reindex_to(root.name, members)
-        found.append((root, len(group[0].idxs), tuple(members)))
-    found.sort(key=lambda item: item[0].order)
-    return [_unit_from_layer(lay, i, "channel", ch, mem, by_name)
-            for i, (lay, ch, mem) in enumerate(found)]  # fmt: skip
-
-
-def _reindex_to(root: str, members: list[Member]) -> list[Member]:
-    """Express every member's ``root_idxs`` in the channel indices of layer ``root``."""
-    own = next(m for m in members if m.name == root and m.direction == "out")
-    to_root = dict(zip(own.root_idxs, own.idxs, strict=True))
-    if len(to_root) != len(own.idxs):
-        raise UnsupportedModelError(f"layer {root!r} maps its channels ambiguously")
-    return [Member(m.name, m.module_type, m.direction, m.idxs,
-                   tuple(to_root[r] for r in m.root_idxs)) for m in members]  # fmt: skip
