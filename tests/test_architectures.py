@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from conftest import randomize_batchnorm
@@ -174,3 +176,84 @@ def test_the_latency_lookup_times_grouped_convs_at_whole_groups() -> None:
                           dense_repeats=1)  # fmt: skip
     grouped = next(lk for lk in lookup.lookups if table.layers[lk.index].name == "grouped.0")
     assert list(grouped.ins) == [4, 16] and list(grouped.outs) == [4, 16]  # multiples of 4
+
+
+def test_shufflenet_v2_prunes_inside_its_branches() -> None:
+    model = tv("shufflenet_v2_x0_5")
+    table = LayerTable.from_model(model, torch.randn(1, 3, 64, 64))
+    # one unit per block: the first conv of the main branch with its depthwise conv
+    assert len(table) == 16 and all(u.name.endswith(".branch2.0") for u in table)
+    assert {u.region for u in table} == set(table.regions) and len(table.regions) == 16
+    assert "stage2.0.branch2.3" in table["stage2.0.branch2.0"].layer_names  # its depthwise
+    shuffled = [n for n, why in table.frozen.items() if "traces only on its own" in why]
+    assert "stage2.1.branch2.5" in shuffled  # the branch output meets the channel shuffle
+    prunes_exactly(model, table, 0.3, 64)
+
+
+class _Shuffled(nn.Module):
+    """conv -> channel shuffle -> conv: Torch-Pruning traces it but misplaces the channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = (x := torch.relu(self.a(x))).shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.head(torch.relu(self.b(x)).mean((2, 3)))
+
+
+def test_a_unit_whose_removal_differs_from_its_mask_is_frozen() -> None:
+    torch.manual_seed(0)
+    model = _Shuffled().eval()
+    table = LayerTable.from_model(model, torch.randn(1, 3, 16, 16))
+    assert table.names == ["b"] and "removing its channels" in table.frozen["a"]
+    example, batch = torch.randn(1, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    pruner = ChannelPruner(model, table, round_to=1)
+    policy = PruningPolicy.uniform(table, 0.5, round_to=1)
+    small = pruner.apply(policy)
+    with torch.no_grad(), pruner.masked(policy):
+        assert torch.allclose(model(batch), small(batch), atol=1e-5)
+    assert table.cost(policy) == count_cost(small, example)
+
+
+def _tiny_swin(v2: bool) -> nn.Module:
+    from torchvision.models import swin_transformer as swin
+
+    torch.manual_seed(0)
+    kw = {"block": swin.SwinTransformerBlockV2, "downsample_layer": swin.PatchMergingV2}
+    model = swin.SwinTransformer(patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4],
+                                 window_size=[4, 4], num_classes=10,
+                                 **(kw if v2 else {}))  # fmt: skip
+    return model.eval()
+
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_swin_blocks_prune_their_mlps_within_seconds(v2: bool) -> None:
+    model = _tiny_swin(v2)
+    start = time.perf_counter()
+    table = LayerTable.from_model(model, torch.randn(1, 3, 64, 64))
+    assert time.perf_counter() - start < 30  # generous: about 2 s on one busy core
+    assert table.names == [f"features.{s}.{b}.mlp.0" for s in (1, 3) for b in (0, 1)]
+    prunes_exactly(model, table, 0.3, 64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["swin_t", "swin_v2_t"])
+def test_torchvision_swin_tables_build_in_seconds(name: str) -> None:
+    model = tv(name)
+    start = time.perf_counter()
+    table = LayerTable.from_model(model, torch.randn(1, 3, 224, 224))
+    assert time.perf_counter() - start < 30  # was more than 150 s (and gigabytes)
+    assert len(table) == 12 and all(u.name.endswith(".mlp.0") for u in table)
+    prunes_exactly(model, table, 0.3, 224)
+
+
+def test_a_walk_that_does_not_converge_is_refused() -> None:
+    from prunegym.pruners import UnsupportedModelError
+    from prunegym.pruners.graph import PRUNABLE_TYPES, build_graph
+
+    graph = build_graph(tv("resnet18"), torch.randn(1, 3, 32, 32), budget=100)
+    with pytest.raises(UnsupportedModelError, match="do not converge"):
+        list(graph.groups([], PRUNABLE_TYPES))

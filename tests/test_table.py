@@ -11,7 +11,7 @@ from conftest import ARCHS, make_model
 from torch import nn
 
 from prunegym.experiments.models import MODELS, build_model
-from prunegym.pruners import LayerTable, PruningError, PruningPolicy, UnsupportedModelError
+from prunegym.pruners import LayerTable, PruningError, PruningPolicy
 
 
 def test_resnet20_cost_matches_hand_count(example_input: torch.Tensor) -> None:
@@ -120,10 +120,9 @@ def test_bad_inputs_raise_clear_errors(example_input) -> None:
         LayerTable.from_model(make_model("resnet20"), example_input, granularity="block")
 
 
-def test_channel_shuffle_is_refused_clearly() -> None:
-    model = build_model("tv:shufflenet_v2_x0_5")
-    with pytest.raises(UnsupportedModelError, match="channel shuffle"):
-        LayerTable.from_model(model, torch.randn(1, 3, 64, 64))
+def test_a_model_with_nothing_to_prune_says_why() -> None:
+    with pytest.raises(PruningError, match=r"no prunable unit.*1: produces the model output"):
+        LayerTable.from_model(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.randn(1, 12))
 
 
 def test_policy_cost_uses_rounding(example_input) -> None:

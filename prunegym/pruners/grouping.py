@@ -1,5 +1,7 @@
 """Channel units from Torch-Pruning dependency groups, grouped convolutions included.
 
+Units come from the dependency graph of the whole model or, where Torch-Pruning
+cannot trace it, of its largest traceable submodules (:mod:`prunegym.pruners.regions`).
 A grouped conv (``G`` groups, not depthwise) stays valid only if every group keeps
 the same channels. As Torch-Pruning does, a unit that feeds or fills one removes the
 same positions in every group (``p + g * C / G`` for each ``g``): the unit records
@@ -11,18 +13,81 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import nn
 
 from prunegym.pruners.errors import UnsupportedModelError
-from prunegym.pruners.graph import MASKABLE_TYPES, PRUNABLE_TYPES
-from prunegym.pruners.trace import is_depthwise
+from prunegym.pruners.graph import MASKABLE_TYPES, PRUNABLE_TYPES, GuardedGraph, build_graph
+from prunegym.pruners.regions import traceable_parts
+from prunegym.pruners.trace import is_depthwise, trace_forward
 from prunegym.pruners.units import LayerInfo, Member, PrunableUnit, unit_from_layer
+from prunegym.pruners.verify import unfaithful_units
 
 Found = tuple[LayerInfo, int, tuple[Member, ...], int, str]  # root, channels, members, G, region
 
 
+def channel_units(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    layers: list[LayerInfo],
+    frozen: dict[str, str],
+) -> tuple[list[PrunableUnit], dict[str, tuple[int, ...]]]:
+    """The channel units of ``model`` and the input shape of every region that holds
+    some (``frozen`` gains the reasons of what is left out)."""
+    names = {m: n for n, m in model.named_modules()}
+    by_name = {lay.name: lay for lay in layers}
+
+    def attempt(region: str, module: nn.Module, x: torch.Tensor) -> tuple[list[Found], dict]:
+        local = dict(frozen)
+        if region:
+            _freeze_region_boundaries(region, module, x, local)
+        found = units_in_graph(build_graph(module, x), module, names, by_name, local, region)
+        found = _faithful(region, module, x, found, by_name, local)
+        return found, {"frozen": local, "shape": tuple(x.shape), "region": region}
+
+    results, outside = traceable_parts(model, example_input, attempt)
+    found_all: list[Found] = []
+    shapes = {}
+    for found, info in results:
+        frozen.update(info["frozen"])
+        found_all += found
+        if found and info["region"]:
+            shapes[info["region"]] = info["shape"]
+    for name, why in outside.items():
+        frozen.setdefault(name, why)
+    return make_units(found_all, by_name), shapes
+
+
+def _freeze_region_boundaries(
+    region: str, module: nn.Module, x: torch.Tensor, frozen: dict[str, str]
+) -> None:
+    flow = trace_forward(module, x, dataflow=True)
+    for n in sorted(flow.output_layers):
+        frozen.setdefault(f"{region}.{n}", f"produces the output of {region}, a part "
+                          f"torch-pruning traces only on its own")  # fmt: skip
+    for n in sorted(flow.input_layers):
+        frozen.setdefault(f"{region}.{n}", f"depthwise conv on the input of {region} "
+                          f"(its channels come from outside it)")  # fmt: skip
+
+
+def _faithful(
+    region: str,
+    module: nn.Module,
+    x: torch.Tensor,
+    found: list[Found],
+    by_name: dict[str, LayerInfo],
+    frozen: dict[str, str],
+) -> list[Found]:
+    """The units whose removal equals their mask (see :mod:`prunegym.pruners.verify`)."""
+    units = [unit_from_layer(lay, 0, "channel", channels, members, by_name, groups, region)
+             for lay, channels, members, groups, _ in found]  # fmt: skip
+    problems = unfaithful_units(module, x, units, region)
+    frozen.update(problems)
+    return [item for item in found if item[0].name not in problems]
+
+
 def units_in_graph(
-    graph: Any,
+    graph: GuardedGraph,
     scope: nn.Module,
     names: dict[nn.Module, str],
     by_name: dict[str, LayerInfo],
@@ -38,7 +103,7 @@ def units_in_graph(
     modules = {names[m]: m for m in scope.modules() if m in names}
     ignored = [modules[n] for n in frozen if n in modules]
     found: list[Found] = []
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_TYPES):
+    for group in graph.groups(ignored, PRUNABLE_TYPES):
         members, problem = _members(graph, group, names)
         owners = [by_name[m.name] for m in members if m.direction == "out" and m.name in by_name]
         if not owners:
@@ -63,7 +128,7 @@ def make_units(found: list[Found], by_name: dict[str, LayerInfo]) -> list[Prunab
 
 
 def _members(
-    graph: Any, group: Any, names: dict[nn.Module, str]
+    graph: GuardedGraph, group: Any, names: dict[nn.Module, str]
 ) -> tuple[list[Member], str | None]:
     members: list[Member] = []
     problem = None
@@ -75,9 +140,9 @@ def _members(
                 problem = "contains a bare nn.Parameter"
             continue  # parameter-free ops (add, flatten, ...) carry no weights
         name = names[module]
-        if graph.is_out_channel_pruning_fn(dep.handler):
+        if graph.is_out(dep.handler):
             direction = "out"
-        elif graph.is_in_channel_pruning_fn(dep.handler):
+        elif graph.is_in(dep.handler):
             direction = "in"
         else:
             continue

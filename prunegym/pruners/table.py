@@ -14,8 +14,8 @@ from torch import nn
 
 from prunegym.pruners.cost import Cost, CostModel, LayerWidths
 from prunegym.pruners.errors import PruningError
-from prunegym.pruners.graph import PRUNABLE_TYPES, build_graph
-from prunegym.pruners.grouping import make_units, units_in_graph
+from prunegym.pruners.graph import PRUNABLE_TYPES
+from prunegym.pruners.grouping import channel_units
 from prunegym.pruners.rounding import channel_steps, kept_channels, kept_weights
 from prunegym.pruners.trace import LayerTrace, trace_forward
 from prunegym.pruners.units import Kind, LayerInfo, Member, PrunableUnit, unit_from_layer
@@ -37,6 +37,7 @@ class LayerTable:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     signature: str
+    regions: dict[str, tuple[int, ...]]  # submodule -> its input shape, where units live
     _cost_model: CostModel = field(repr=False)
 
     # construction -----------------------------------------------------------------
@@ -72,6 +73,7 @@ class LayerTable:
         if not layers:
             raise PruningError(f"{type(model).__name__} has no conv or linear layer to prune")
         frozen = {n: "ignored by the user" for n in sorted(ignored_names)}
+        regions: dict[str, tuple[int, ...]] = {}
         if granularity == "weight":
             units = _weight_units(layers, set(ignored_names))
         else:
@@ -81,16 +83,18 @@ class LayerTable:
                 frozen.setdefault(
                     n, "a depthwise conv on the model input (its channels are the input's)"
                 )
-            by_name = {lay.name: lay for lay in layers}
-            graph = build_graph(model, example_input)
-            units = make_units(units_in_graph(graph, model, names, by_name, frozen), by_name)
+            units, regions = channel_units(model, example_input, layers, frozen)
         if not units:
-            raise PruningError(f"{type(model).__name__} has no prunable unit ({granularity})")
+            reasons = "; ".join(f"{n}: {why}" for n, why in list(frozen.items())[:3])
+            raise PruningError(
+                f"{type(model).__name__} has no prunable unit ({granularity})"
+                + (f"; frozen {reasons}" if reasons else "")
+            )
         digest = hashlib.sha1(
             repr([granularity, [(u.name, u.channels) for u in units]]).encode()
         ).hexdigest()[:12]
         return cls(granularity, tuple(units), tuple(layers), frozen,
-                   tuple(example_input.shape), tuple(output.shape), digest,
+                   tuple(example_input.shape), tuple(output.shape), digest, regions,
                    CostModel(layers, units, granularity))  # fmt: skip
 
     # container --------------------------------------------------------------------

@@ -41,8 +41,8 @@ class LayerTrace:
 class ForwardTrace:
     """Per-layer traces, the model output, and (with dataflow) its boundary layers.
 
-    Without dataflow ``output_layers`` holds only layers whose output tensor *is* the
-    model output.
+    Without dataflow ``output_layers`` holds only the conv/linear layers whose output
+    tensor *is* the model output.
     """
 
     layers: dict[str, LayerTrace]
@@ -79,9 +79,10 @@ def trace_forward(
                 first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
                 firsts[name] = (len(firsts), tuple(first.shape) if first is not None else ())
             shapes.setdefault(name, []).append(tuple(output.shape))
-            outputs.setdefault(name, []).append(output)
-            if output.grad_fn is not None and isinstance(modules[name], PRUNABLE_TYPES):
-                nodes[output.grad_fn] = name
+            if isinstance(modules[name], PRUNABLE_TYPES):
+                outputs.setdefault(name, []).append(output)
+                if output.grad_fn is not None:
+                    nodes[output.grad_fn] = name
 
         return record
 
