@@ -257,3 +257,50 @@ def test_a_walk_that_does_not_converge_is_refused() -> None:
     graph = build_graph(tv("resnet18"), torch.randn(1, 3, 32, 32), budget=100)
     with pytest.raises(UnsupportedModelError, match="do not converge"):
         list(graph.groups([], PRUNABLE_TYPES))
+
+
+class _Ghost(nn.Module):
+    """A ghost module (GhostNet): half the channels from a conv, half from a cheap
+    depthwise conv on them, concatenated and sliced; then a consumer and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.primary = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU())
+        self.cheap = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8))
+        self.consumer = nn.Conv2d(12, 16, 3, padding=1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.primary(x)
+        x = torch.cat([x1, self.cheap(x1)], dim=1)[:, :12]
+        return self.head(torch.relu(self.consumer(x)).mean((2, 3)))
+
+
+def test_a_unit_split_unevenly_by_a_slice_is_frozen_and_the_rest_is_exact() -> None:
+    torch.manual_seed(0)
+    model = randomize_batchnorm(_Ghost()).eval()
+    table = LayerTable.from_model(model, torch.randn(1, 3, 16, 16))  # used to raise KeyError
+    assert "removing its channels" in table.frozen["primary.0"]  # TP misreads the slice
+    assert table.names == ["consumer"]
+    policy = PruningPolicy.uniform(table, 0.5, round_to=1)
+    prunes_exactly_at(model, table, policy, 16)
+
+
+class _Split(nn.Module):
+    """conv -> split in two halves -> a conv on each half -> sum -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 3, padding=1)
+        self.b, self.c = nn.Conv2d(8, 16, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = torch.relu(self.a(x)).split(8, dim=1)
+        return self.head(torch.relu(self.b(x1) + self.c(x2)).mean((2, 3)))
+
+
+def test_a_unit_whose_cost_depends_on_which_channels_go_is_frozen() -> None:
+    table = LayerTable.from_model(_Split(), torch.randn(1, 3, 16, 16))
+    assert "holds only part of its channels (a slice or split)" in table.frozen["a"]
+    assert table.names == ["b"]  # b and c share their outputs through the sum

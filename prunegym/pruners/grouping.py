@@ -11,12 +11,12 @@ same positions in every group (``p + g * C / G`` for each ``g``): the unit recor
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import torch
 from torch import nn
 
-from prunegym.pruners.errors import UnsupportedModelError
 from prunegym.pruners.graph import MASKABLE_TYPES, PRUNABLE_TYPES, GuardedGraph, build_graph
 from prunegym.pruners.regions import traceable_parts
 from prunegym.pruners.trace import is_depthwise, trace_forward
@@ -105,13 +105,16 @@ def units_in_graph(
     found: list[Found] = []
     for group in graph.groups(ignored, PRUNABLE_TYPES):
         members, problem = _members(graph, group, names)
-        owners = [by_name[m.name] for m in members if m.direction == "out" and m.name in by_name]
+        channels, groups = len(group[0].idxs), 1
+        owners = [by_name[m.name] for m in members if m.direction == "out" and m.name in by_name
+                  and _owns_all(m, channels)]  # fmt: skip
         if not owners:
             continue
         root = min(owners, key=lambda lay: lay.order)
-        channels, groups = len(group[0].idxs), 1
         if problem is None:
             members = _reindex_to(root.name, members)
+            problem = _uneven(members, channels)
+        if problem is None:
             groups, problem = _channel_groups(members, channels, modules)
         if problem is not None:
             frozen[root.name] = problem
@@ -178,11 +181,29 @@ def _channel_groups(
     return groups, None
 
 
+def _uneven(members: list[Member], channels: int) -> str | None:
+    """Why the unit's cost would depend on which channels go, if it would: a layer that
+    holds only some of its channels (a slice or split). A layer after a flatten holds
+    each channel several times, as many times each, which keeps the cost exact."""
+    for m in members:
+        times = Counter(m.root_idxs)
+        if len(times) != channels or len(set(times.values())) != 1:
+            return (
+                f"layer {m.name!r} holds only part of its channels (a slice or split), so "
+                f"its cost would depend on which channels go"
+            )
+    return None
+
+
+def _owns_all(member: Member, channels: int) -> bool:
+    """Whether ``member`` holds every channel of its group, each once (a possible root;
+    a concatenation's inputs hold only some)."""
+    return len(member.idxs) == channels == len(set(member.root_idxs)) == len(set(member.idxs))
+
+
 def _reindex_to(root: str, members: list[Member]) -> list[Member]:
     """Express every member's ``root_idxs`` in the channel indices of layer ``root``."""
     own = next(m for m in members if m.name == root and m.direction == "out")
     to_root = dict(zip(own.root_idxs, own.idxs, strict=True))
-    if len(to_root) != len(own.idxs):
-        raise UnsupportedModelError(f"layer {root!r} maps its channels ambiguously")
     return [Member(m.name, m.module_type, m.direction, m.idxs,
                    tuple(to_root[r] for r in m.root_idxs)) for m in members]  # fmt: skip

@@ -4,7 +4,8 @@ Torch-Pruning can trace a model and still misread it: a channel shuffle that it 
 for a plain reshape makes it remove the wrong input channels downstream, and the
 result runs, silently different from the masked network the search scores. So one
 step of every unit (one channel, or one position of every group) is masked on the
-model and removed from a copy, and both must give the same output on a seeded input.
+model and removed from a copy: both must give the same output on a seeded input, and
+the copy's layers must have the widths the table's cost model expects.
 If they do not, bisection finds the units at fault, which are then frozen. (A mask
 that makes the output non-finite, such as a channel normalised by its own sum, is
 left to the evaluator, which reports it with the policy.)
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunegym.pruners.graph import build_graph, preserved_mode
+from prunegym.pruners.graph import PRUNABLE_TYPES, build_graph, preserved_mode
 from prunegym.pruners.masking import MaskedState, index_members, layer_removals, zero_removed
+from prunegym.pruners.trace import is_depthwise
 from prunegym.pruners.units import PrunableUnit
 
 _RTOL = 1e-4
@@ -78,6 +80,7 @@ def _mismatch(
             state.restore()
     scratch = copy.deepcopy(module)
     inside = dict(scratch.named_modules())
+    expected = _expected_widths(_named(scratch, prefix), removals)
     try:
         graph = build_graph(scratch, probe)
         for unit in units:
@@ -86,6 +89,10 @@ def _mismatch(
             removed = scratch.eval()(probe)
     except Exception as exc:  # whatever breaks, removing the unit is not its mask
         return f"removing its channels breaks the model ({type(exc).__name__}: {exc})"
+    for name, widths in expected.items():
+        got = _widths(inside[_local(name, prefix)])
+        if got != widths:
+            return f"torch-pruning leaves layer {name!r} {got} wide, the table expects {widths}"
     if removed.shape != dense.shape:
         return f"removing its channels changes the output shape to {tuple(removed.shape)}"
     if not (torch.isfinite(masked).all() and torch.isfinite(removed).all()):
@@ -97,6 +104,28 @@ def _mismatch(
             "misreads an operation that reorders channels, such as a channel shuffle)"
         )
     return None
+
+
+def _widths(layer: nn.Module) -> tuple[int, int]:
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    return int(layer.in_channels), int(layer.out_channels)
+
+
+def _expected_widths(modules: dict[str, nn.Module], removals: dict) -> dict[str, tuple[int, int]]:
+    """(input, output) channels of every conv/linear the removals touch, by the table's
+    rule: each loses the channels its members name; a depthwise conv's inputs follow
+    its outputs."""
+    expected = {}
+    for name, parts in removals.items():
+        layer = modules[name]
+        if not isinstance(layer, PRUNABLE_TYPES):
+            continue
+        c_in, c_out = _widths(layer)
+        c_out -= len(set(parts["out"]))
+        c_in = c_out if is_depthwise(layer) else c_in - len(set(parts["in"]))
+        expected[name] = (c_in, c_out)
+    return expected
 
 
 def _named(module: nn.Module, prefix: str) -> dict[str, nn.Module]:
