@@ -7,35 +7,10 @@ import time
 import pytest
 import torch
 from conftest import randomize_batchnorm
+from pruning_checks import prunes_exactly, tv
 from torch import nn
 
-from prunegym.experiments.models import build_model
 from prunegym.pruners import ChannelPruner, LayerTable, PruningPolicy, count_cost
-
-
-def tv(name: str, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return randomize_batchnorm(build_model(f"tv:{name}", num_classes=10), seed).eval()
-
-
-def prunes_exactly(model: nn.Module, table: LayerTable, sparsity: float, side: int) -> nn.Module:
-    """Apply a uniform policy; assert masked == physical, same output shape, exact MACs."""
-    example = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1))
-    batch = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(2))
-    pruner = ChannelPruner(model, table)
-    policy = PruningPolicy.uniform(table, sparsity)
-    small = pruner.apply(policy).eval()
-    with torch.no_grad():
-        out_small = small(batch)
-        with pruner.masked(policy):
-            out_masked = model(batch)
-        dense = model(batch)
-    assert out_small.shape == dense.shape == (2, 10)
-    assert (dense - out_masked).abs().max().item() > 1e-6  # the mask did something
-    assert (out_masked - out_small).abs().max().item() < 1e-4 * max(1.0, dense.abs().max().item())
-    assert table.cost(policy) == count_cost(small, example)
-    assert table.cost(policy).macs < table.total_macs
-    return small
 
 
 class _ConvClassifier(nn.Module):
@@ -116,19 +91,8 @@ def test_grouped_conv_units_remove_the_same_positions_in_every_group() -> None:
     # hand count at 16x16: stem 3->8, grouped 8->8 (2 inputs per group), expand 8->16, head
     hand = (3 * 8 * 9 + 8 * 2 * 9 + 8 * 16) * 16 * 16 + 16 * 10
     assert table.cost(policy).macs == hand
-    small = prunes_exactly_at(model, table, policy, 16)
+    small = prunes_exactly(model, table, policy, 16)
     assert small.grouped[0].groups == 4 and small.grouped[0].weight.shape == (8, 2, 3, 3)
-
-
-def prunes_exactly_at(model: nn.Module, table: LayerTable, policy, side: int) -> nn.Module:
-    example = torch.randn(1, 3, side, side)
-    batch = torch.randn(2, 3, side, side)
-    pruner = ChannelPruner(model, table, round_to=policy.round_to)
-    small = pruner.apply(policy).eval()
-    with torch.no_grad(), pruner.masked(policy):
-        assert (model(batch) - small(batch)).abs().max().item() < 1e-5
-    assert table.cost(policy) == count_cost(small, example)
-    return small
 
 
 @pytest.mark.parametrize(("name", "units", "grouped"), [("regnet_x_400mf", 49, 44)])
@@ -283,7 +247,7 @@ def test_a_unit_split_unevenly_by_a_slice_is_frozen_and_the_rest_is_exact() -> N
     assert "removing its channels" in table.frozen["primary.0"]  # TP misreads the slice
     assert table.names == ["consumer"]
     policy = PruningPolicy.uniform(table, 0.5, round_to=1)
-    prunes_exactly_at(model, table, policy, 16)
+    prunes_exactly(model, table, policy, 16)
 
 
 class _Split(nn.Module):
