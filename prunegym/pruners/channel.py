@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from prunegym.pruners.errors import PruningError
-from prunegym.pruners.graph import PRUNABLE_TYPES, GuardedGraph, build_graph, preserved_mode
+from prunegym.pruners.graph import GuardedGraph, build_graph, preserved_mode
 from prunegym.pruners.importance import NEEDS_GRADIENTS, accumulate_gradients, get_criterion
 from prunegym.pruners.masking import (
     MaskingPruner,
@@ -208,8 +208,3 @@ def _removal_order(scores: np.ndarray, groups: int) -> np.ndarray:
     per_group = scores.size // groups
     positions = np.argsort(scores.reshape(groups, per_group).sum(axis=0), kind="stable")
     return (positions[:, None] + per_group * np.arange(groups)[None, :]).reshape(-1)
-
-
-def prunable_layers(model: nn.Module) -> list[str]:
-    """Names of the conv/linear layers of ``model``."""
-    return [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
