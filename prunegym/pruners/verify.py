@@ -43,22 +43,18 @@ def unfaithful_units(
         return {}
     gen = torch.Generator(device=x.device).manual_seed(0)
     probe = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    with preserved_mode(module), torch.no_grad():
-        dense = module.eval()(probe)
-    return _bisect(module, probe, dense, list(units), prefix)
+    return _bisect(module, probe, list(units), prefix)
 
 
-def _bisect(
-    module: nn.Module, probe: torch.Tensor, dense: torch.Tensor, units: list, prefix: str
-) -> dict[str, str]:
-    problem = _mismatch(module, probe, dense, units, prefix)
+def _bisect(module: nn.Module, probe: torch.Tensor, units: list, prefix: str) -> dict[str, str]:
+    problem = _mismatch(module, probe, units, prefix)
     if problem is None:
         return {}
     if len(units) == 1:
         return {units[0].name: problem}
     half = len(units) // 2
-    found = _bisect(module, probe, dense, units[:half], prefix)
-    found.update(_bisect(module, probe, dense, units[half:], prefix))
+    found = _bisect(module, probe, units[:half], prefix)
+    found.update(_bisect(module, probe, units[half:], prefix))
     return found
 
 
@@ -66,9 +62,7 @@ def _local(name: str, prefix: str) -> str:
     return name[len(prefix) + 1 :] if prefix else name
 
 
-def _mismatch(
-    module: nn.Module, probe: torch.Tensor, dense: torch.Tensor, units: list, prefix: str
-) -> str | None:
+def _mismatch(module: nn.Module, probe: torch.Tensor, units: list, prefix: str) -> str | None:
     steps = {u.name: one_step(u) for u in units}
     removals = layer_removals(units, index_members(units), steps)
     state = MaskedState()
@@ -93,11 +87,11 @@ def _mismatch(
         got = _widths(inside[_local(name, prefix)])
         if got != widths:
             return f"torch-pruning leaves layer {name!r} {got} wide, the table expects {widths}"
-    if removed.shape != dense.shape:
+    if removed.shape != masked.shape:
         return f"removing its channels changes the output shape to {tuple(removed.shape)}"
     if not (torch.isfinite(masked).all() and torch.isfinite(removed).all()):
         return None  # not comparable; the evaluator reports non-finite outputs itself
-    scale = float(dense.abs().max()) + 1e-6
+    scale = float(masked.abs().max()) + 1e-6
     if not torch.allclose(removed, masked, rtol=_RTOL, atol=_RTOL * scale):
         return (
             "removing its channels gives another output than masking them (torch-pruning "
