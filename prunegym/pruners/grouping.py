@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,6 +27,16 @@ from prunegym.pruners.verify import unfaithful_units
 Found = tuple[LayerInfo, int, tuple[Member, ...], int, str]  # root, channels, members, G, region
 
 
+@dataclass(frozen=True)
+class _Part:
+    """The units of one traceable part ("" for the whole model) and what it froze."""
+
+    region: str
+    input_shape: tuple[int, ...]
+    found: list[Found]
+    frozen: dict[str, str]
+
+
 def channel_units(
     model: nn.Module,
     example_input: torch.Tensor,
@@ -37,22 +48,22 @@ def channel_units(
     names = {m: n for n, m in model.named_modules()}
     by_name = {lay.name: lay for lay in layers}
 
-    def attempt(region: str, module: nn.Module, x: torch.Tensor) -> tuple[list[Found], dict]:
+    def attempt(region: str, module: nn.Module, x: torch.Tensor) -> _Part:
         local = dict(frozen)
         if region:
             _freeze_region_boundaries(region, module, x, local)
         found = units_in_graph(build_graph(module, x), module, names, by_name, local, region)
         found = _faithful(region, module, x, found, by_name, local)
-        return found, {"frozen": local, "shape": tuple(x.shape), "region": region}
+        return _Part(region, tuple(x.shape), found, local)
 
-    results, outside = traceable_parts(model, example_input, attempt)
+    parts, outside = traceable_parts(model, example_input, attempt)
     found_all: list[Found] = []
     shapes = {}
-    for found, info in results:
-        frozen.update(info["frozen"])
-        found_all += found
-        if found and info["region"]:
-            shapes[info["region"]] = info["shape"]
+    for part in parts:
+        frozen.update(part.frozen)
+        found_all += part.found
+        if part.found and part.region:
+            shapes[part.region] = part.input_shape
     for name, why in outside.items():
         frozen.setdefault(name, why)
     return make_units(found_all, by_name), shapes
