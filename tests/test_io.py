@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 import torch
+import torchvision
 from conftest import make_model
+from torch import nn
 
+from prunegym.experiments.models import build_model
 from prunegym.pruners import (
     ChannelPruner,
     LayerTable,
@@ -104,3 +110,60 @@ def test_saved_files_are_world_readable(tmp_path, pruned_resnet) -> None:
     _, small = pruned_resnet
     path = save_pruned(small, tmp_path / "m.pt")
     assert path.stat().st_mode & 0o777 == 0o644  # mkstemp alone would give 0600
+
+
+def _crafted(path, builder: str, kwargs: dict) -> None:
+    """A pruned-model file as an attacker would write it: data naming any builder."""
+    payload = {
+        "format": "prunegym-pruned-model", "state_dict": {}, "shapes": {}, "history": "[]",
+        "builder": builder, "builder_kwargs": json.dumps(kwargs), "meta": "{}",
+    }  # fmt: skip
+    torch.save(payload, path)
+
+
+def test_a_file_naming_any_other_builder_runs_nothing(tmp_path, monkeypatch) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    _crafted(path, "os:system", {"command": f"touch {marker}"})
+    with pytest.raises(PruningError, match=r"'os:system' is not on the allow-list") as err:
+        load_pruned(path)
+    assert not marker.exists()
+    assert "\n" not in str(err.value) and "weights_only" not in str(err.value)
+    # a module on the path is not even imported when a file names it
+    (tmp_path / "prunegym_canary.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _crafted(path, "prunegym_canary:build", {})
+    with pytest.raises(PruningError, match="prunegym_canary:build"):
+        load_pruned(path)
+    assert not marker.exists() and "prunegym_canary" not in sys.modules
+    with pytest.raises(PruningError, match="allow-list"):
+        save_pruned(nn.Linear(2, 2), tmp_path / "m.pt", builder="os:system")
+
+
+def test_allow_listed_and_caller_builders_rebuild(tmp_path, batch) -> None:
+    torch.manual_seed(0)
+    dense = build_model("tv:resnet18", num_classes=10).eval()
+    path = save_pruned(dense, tmp_path / "tv.pt", builder="torchvision.models:resnet18",
+                       builder_kwargs={"num_classes": 10})  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(load_pruned(path)(batch), dense(batch))
+        by_callable = load_pruned(path, builder=torchvision.models.resnet18)
+        assert torch.equal(by_callable(batch), dense(batch))
+    _crafted(path, "torchvision.models:resnet18", {"weights": "DEFAULT"})
+    with pytest.raises(PruningError, match="weights must be None"):
+        load_pruned(path)  # nothing is downloaded
+    _crafted(path, "torchvision.models:no_such_net", {})
+    with pytest.raises(PruningError, match="not on the allow-list"):
+        load_pruned(path)
+
+
+def test_unsafe_file_errors_never_suggest_unsafe_loading(tmp_path) -> None:
+    path = tmp_path / "pickled.pt"
+    torch.save({"format": "prunegym-pruned-model", "obj": _Pickled()}, path)
+    with pytest.raises(PruningError, match="not a readable") as err:
+        load_pruned(path)
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+
+
+class _Pickled:
+    """An arbitrary object: torch.save pickles it, weights_only loading must refuse it."""

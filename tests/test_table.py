@@ -11,7 +11,7 @@ from conftest import ARCHS, make_model
 from torch import nn
 
 from prunegym.experiments.models import MODELS, build_model
-from prunegym.pruners import LayerTable, PruningError, PruningPolicy, UnsupportedModelError
+from prunegym.pruners import LayerTable, PruningError, PruningPolicy
 
 
 def test_resnet20_cost_matches_hand_count(example_input: torch.Tensor) -> None:
@@ -120,10 +120,9 @@ def test_bad_inputs_raise_clear_errors(example_input) -> None:
         LayerTable.from_model(make_model("resnet20"), example_input, granularity="block")
 
 
-def test_channel_shuffle_is_refused_clearly() -> None:
-    model = build_model("tv:shufflenet_v2_x0_5")
-    with pytest.raises(UnsupportedModelError, match="channel shuffle"):
-        LayerTable.from_model(model, torch.randn(1, 3, 64, 64))
+def test_a_model_with_nothing_to_prune_says_why() -> None:
+    with pytest.raises(PruningError, match=r"no prunable unit.*1: produces the model output"):
+        LayerTable.from_model(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.randn(1, 12))
 
 
 def test_policy_cost_uses_rounding(example_input) -> None:
@@ -134,3 +133,72 @@ def test_policy_cost_uses_rounding(example_input) -> None:
     assert kept["layer3.1.conv1"] == 48  # 64 * 0.7 = 44.8 -> 48
     assert PruningPolicy.uniform(table, 0.99).kept(table)["stem.0"] == 8  # one multiple
     assert table.cost(PruningPolicy.uniform(table, 0.0)).macs == table.total_macs
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2", "resnet20"])
+def test_layer_widths_match_the_physically_pruned_layers(arch: str, example_input) -> None:
+    from prunegym.pruners import ChannelPruner
+
+    model = make_model(arch)
+    table = LayerTable.from_model(model, example_input)
+    policy = PruningPolicy.uniform(table, 0.5)
+    small = ChannelPruner(model, table).apply(policy)
+    widths = table.layer_widths(table.kept_counts(policy.as_array(table)))
+    modules = dict(small.named_modules())
+    real = [
+        (modules[lay.name].in_channels, modules[lay.name].out_channels, modules[lay.name].groups)
+        if isinstance(modules[lay.name], nn.Conv2d)
+        else (modules[lay.name].in_features, modules[lay.name].out_features, 1)
+        for lay in table.layers
+    ]
+    assert list(zip(widths.inputs, widths.outputs, widths.groups, strict=True)) == real
+    varies_in, varies_out = table.varying_layers()
+    changed = [(i, o) != (lay.in_channels, lay.out_channels)
+               for (i, o, _), lay in zip(real, table.layers, strict=True)]  # fmt: skip
+    assert list(varies_in | varies_out) == changed
+
+
+class _Shared(nn.Module):
+    """A conv applied ``calls`` times (weight sharing) between a stem and a head."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.calls = calls
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.shared = nn.Conv2d(16, 16, 3, padding=1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        for _ in range(self.calls):
+            x = torch.relu(self.shared(x))
+        return self.head(x.mean((2, 3)))
+
+
+def test_a_module_called_twice_counts_both_calls(example_input) -> None:
+    from prunegym.pruners import count_cost
+
+    once, twice = count_cost(_Shared(1), example_input), count_cost(_Shared(2), example_input)
+    shared_call = 16 * 16 * 9 * 32 * 32
+    assert twice.macs - once.macs == shared_call  # doubled MACs of the shared conv
+    assert twice.params == once.params  # one set of weights
+    table = LayerTable.from_model(_Shared(2), example_input)
+    assert table.total_macs == twice.macs
+    assert next(lay for lay in table.layers if lay.name == "shared").macs == 2 * shared_call
+
+
+def test_a_shared_module_prunes_with_exact_macs(example_input, batch) -> None:
+    from prunegym.pruners import ChannelPruner, count_cost
+
+    torch.manual_seed(0)
+    model = _Shared(2).eval()
+    table = LayerTable.from_model(model, example_input)
+    pruner = ChannelPruner(model, table)
+    policy = PruningPolicy.uniform(table, 0.5)
+    small = pruner.apply(policy)
+    with torch.no_grad(), pruner.masked(policy):
+        assert torch.allclose(model(batch), small(batch), atol=1e-5)
+    assert table.cost(policy) == count_cost(small, example_input)
+    assert table.cost(policy).macs < table.total_macs
+    assert table.names == ["stem"]  # the shared conv's input and output channels are coupled
+    assert {"stem", "shared", "head"} <= set(table["stem"].layer_names)

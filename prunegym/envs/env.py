@@ -214,7 +214,7 @@ class PruningEnv(WalledGame):
         context = TargetContext(self.table, self.model, self.latency_input, lookup)
         goal = make_target(target, ratio, context)
         wall = ActionWall(self.table.channels, granularity, goal, min_sparsity, max_sparsity,
-                          self.round_to)  # fmt: skip
+                          self.round_to, channel_groups=self.table.channel_groups)  # fmt: skip
         self._start_game(self.table.names, wall)
         self._obs = ObservationBuilder(self.table, goal, wall.kept_min)
         self.observation_space = spaces.Box(0.0, 1.0, (OBSERVATION_SIZE,), np.float32)

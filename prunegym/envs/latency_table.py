@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from prunegym.pruners import LayerTable, measure_latency
-from prunegym.pruners.graph import trace_forward
+from prunegym.pruners.trace import trace_forward
 from prunegym.pruners.units import LayerInfo
 
 DEFAULT_LEVELS = (0.125, 0.25, 0.5, 0.75, 1.0)
@@ -86,31 +86,19 @@ class LatencyTable:
             model, example_input, threads=threads, warmup=warmup, repeats=dense_repeats
         )
         self.dense_ms = self.dense.median_ms
+        self.table = table
         layers = list(table.layers)
-        index = {lay.name: i for i, lay in enumerate(layers)}
-        self.channels = table.channels.astype(np.float64)
-        self.out0 = np.array([lay.out_channels for lay in layers], dtype=np.float64)
-        self.in0 = np.array([lay.in_channels for lay in layers], dtype=np.float64)
-        self.depthwise = np.array([lay.kind == "depthwise" for lay in layers])
-        self.a_out = np.zeros((len(layers), len(table)))
-        self.a_in = np.zeros((len(layers), len(table)))
-        for u, unit in enumerate(table):
-            for m in unit.members:
-                if m.name in index:
-                    target = self.a_out if m.direction == "out" else self.a_in
-                    target[index[m.name], u] += len(m.idxs)
-        traces, _, _ = trace_forward(model, example_input)
+        varies_in, varies_out = table.varying_layers()
+        traces = trace_forward(model, example_input).layers
         modules = dict(model.named_modules())
         self.lookups: list[_LayerLookup] = []
         for i, lay in enumerate(layers):
-            varies_out = bool(self.a_out[i].any())
-            varies_in = bool(self.a_in[i].any()) and lay.kind != "depthwise"
-            if not (varies_out or varies_in) or (lay.groups > 1 and lay.kind != "depthwise"):
+            if not (varies_in[i] or varies_out[i]):
                 continue  # this layer's widths never change: constant, cancels out
             shape = traces[lay.name].input_shape
-            self.lookups.append(
-                self._measure(i, lay, modules[lay.name], shape, levels, varies_in, varies_out)
-            )
+            own_inputs = bool(varies_in[i]) and lay.kind != "depthwise"  # else they follow out
+            self.lookups.append(self._measure(i, lay, modules[lay.name], shape, levels,
+                                              own_inputs, bool(varies_out[i])))  # fmt: skip
         self._layers_dense = sum(lk.dense_ms for lk in self.lookups)
         self._rest = max(self.dense_ms - self._layers_dense, 0.0)
         if self._rest + self._layers_dense <= 0:
@@ -127,10 +115,12 @@ class LatencyTable:
         varies_in: bool,
         varies_out: bool,
     ) -> _LayerLookup:
+        step = 1 if lay.kind == "depthwise" else lay.groups  # a grouped conv keeps its groups
+
         def grid(full: int, varies: bool) -> np.ndarray:
             if not varies:
                 return np.array([full], dtype=np.float64)
-            counts = {max(1, round(f * full)) for f in levels} | {full}
+            counts = {max(step, round(f * full / step) * step) for f in levels} | {full}
             return np.array(sorted(counts), dtype=np.float64)
 
         ins, outs = grid(lay.in_channels, varies_in), grid(lay.out_channels, varies_out)
@@ -155,10 +145,8 @@ class LatencyTable:
 
     def widths(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(input, output) channels of every layer when unit ``i`` keeps ``kept[i]``."""
-        removed = (self.channels - np.asarray(kept, dtype=np.float64)) / self.channels
-        out = np.rint(self.out0 - self.a_out @ removed)
-        inp = np.where(self.depthwise, out, np.rint(self.in0 - self.a_in @ removed))
-        return inp, out
+        widths = self.table.layer_widths(kept)
+        return widths.inputs, widths.outputs
 
     def estimate(self, kept: np.ndarray) -> float:
         """Estimated milliseconds per forward pass of the example batch."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from prunegym.envs.targets import Target
-from prunegym.pruners.rounding import kept_channels, kept_weights
+from prunegym.pruners.rounding import channel_steps, kept_channels, kept_weights
 
 
 class UnreachableBudgetError(ValueError):
@@ -27,7 +27,10 @@ class ActionWall:
     """Largest kept count per unit that keeps ``target.cost(kept) <= target.budget`` reachable.
 
     ``channels`` holds each unit's prunable elements (channels, or weights when
-    ``granularity`` is ``"weight"``); counts round as the pruners round them.
+    ``granularity`` is ``"weight"``); counts round as the pruners round them: to multiples
+    of ``round_to``, or for a unit that feeds or fills a grouped conv with ``G`` groups
+    (``channel_groups``, e.g. ``LayerTable.channel_groups``) to the smallest multiple of
+    ``G`` that is at least ``round_to``.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class ActionWall:
         min_sparsity: float,
         max_sparsity: float,
         round_to: int,
+        channel_groups: np.ndarray | int = 1,
     ) -> None:
         self.channels = np.asarray(channels, dtype=np.int64)
         self.granularity = granularity
@@ -46,6 +50,14 @@ class ActionWall:
         self.max_sparsity = float(max_sparsity)
         self.round_to = 1 if granularity == "weight" else int(round_to)
         n = len(self.channels)
+        self.channel_groups = np.broadcast_to(
+            np.asarray(channel_groups, dtype=np.int64), (n,)
+        ).copy()
+        self.steps = (  # round_to, or a multiple of a grouped conv's groups
+            np.ones(n, dtype=np.int64)
+            if granularity == "weight"
+            else channel_steps(self.round_to, self.channel_groups)
+        )
         self.kept_min = self.kept(np.full(n, self.max_sparsity))  # fewest each unit can keep
         self.kept_max = self.kept(np.full(n, self.min_sparsity))  # most each unit may keep
         self.floor = float(target.cost(self.kept_min))
@@ -64,7 +76,7 @@ class ActionWall:
         s = np.asarray(sparsities, dtype=np.float64)
         if self.granularity == "weight":
             return kept_weights(self.channels, s)
-        return kept_channels(self.channels, s, self.round_to)
+        return kept_channels(self.channels, s, self.round_to, self.channel_groups)
 
     def kept_one(self, unit: int, sparsity: float) -> int:
         """Kept count of one unit at ``sparsity``."""
@@ -72,7 +84,8 @@ class ActionWall:
         s = np.array([sparsity], dtype=np.float64)
         if self.granularity == "weight":
             return int(kept_weights(c, s)[0])
-        return int(kept_channels(c, s, self.round_to)[0])
+        groups = self.channel_groups[unit : unit + 1]
+        return int(kept_channels(c, s, self.round_to, groups)[0])
 
     def sparsity_for_kept(self, unit: int, kept: int) -> float:
         """A sparsity in ``[min_sparsity, max_sparsity]`` whose rounded count is ``kept``."""
@@ -89,12 +102,13 @@ class ActionWall:
     # levels -----------------------------------------------------------------------
     def level(self, unit: int, i: int) -> int:
         """Kept count of the unit's level ``i``: 0 is its fewest (``max_sparsity``), each
-        level keeps ``round_to`` more, capped at its most (``min_sparsity``)."""
-        return min(int(self.kept_min[unit]) + i * self.round_to, int(self.kept_max[unit]))
+        level keeps one step (``steps[unit]``) more, capped at its most (``min_sparsity``)."""
+        step = int(self.steps[unit])
+        return min(int(self.kept_min[unit]) + i * step, int(self.kept_max[unit]))
 
     def level_index(self, unit: int, kept: int) -> int:
         """The level ``i`` with :meth:`level` ``(unit, i) == kept`` (a rounded count)."""
-        return -(-(int(kept) - int(self.kept_min[unit])) // self.round_to)
+        return -(-(int(kept) - int(self.kept_min[unit])) // int(self.steps[unit]))
 
     def level_count(self, unit: int, allowed_kept: int) -> int:
         """How many levels the unit may take when it may keep at most ``allowed_kept``."""

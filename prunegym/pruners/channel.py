@@ -10,9 +10,15 @@ import torch
 from torch import nn
 
 from prunegym.pruners.errors import PruningError
-from prunegym.pruners.graph import PRUNABLE_TYPES, build_graph, preserved_mode
+from prunegym.pruners.graph import GuardedGraph, build_graph, preserved_mode
 from prunegym.pruners.importance import NEEDS_GRADIENTS, accumulate_gradients, get_criterion
-from prunegym.pruners.masking import MaskingPruner
+from prunegym.pruners.masking import (
+    MaskingPruner,
+    Removals,
+    index_members,
+    layer_removals,
+    zero_removed,
+)
 from prunegym.pruners.policy import PruningPolicy
 from prunegym.pruners.table import LayerTable, count_cost
 
@@ -65,10 +71,7 @@ class ChannelPruner(MaskingPruner):
         if missing:
             raise PruningError(f"policy table was made for another model: no layer {missing[0]!r}")
         self._order = self._rank_channels(importance, calibration, seed)
-        self._members = [
-            [(m, np.asarray(m.root_idxs), np.asarray(m.idxs)) for m in unit.members]
-            for unit in table
-        ]
+        self._members = index_members(table)
 
     # policy -> indices ------------------------------------------------------------
     def policy(self, sparsities: Any) -> PruningPolicy:
@@ -96,19 +99,9 @@ class ChannelPruner(MaskingPruner):
                 f"{self.importance!r}"
             )
 
-    def layer_removals(self, removed: dict[str, np.ndarray]) -> dict[str, dict[str, list[int]]]:
+    def layer_removals(self, removed: dict[str, np.ndarray]) -> Removals:
         """Per layer, the output ("out") and input ("in") channel indices that go."""
-        layers: dict[str, dict[str, list[int]]] = {}
-        for unit, members in zip(self.table, self._members, strict=True):
-            gone = removed[unit.name]
-            if gone.size == 0:
-                continue
-            for member, roots, idxs in members:
-                hit = idxs[np.isin(roots, gone)]
-                layers.setdefault(member.name, {"out": [], "in": []})[member.direction] += (
-                    hit.tolist()
-                )
-        return layers
+        return layer_removals(self.table, self._members, removed)
 
     # masks ------------------------------------------------------------------------
     def _apply_mask(self, policy: PruningPolicy) -> None:
@@ -120,13 +113,7 @@ class ChannelPruner(MaskingPruner):
                     self._state.save(weight)
                     with torch.no_grad():
                         weight.copy_(self.reconstruction.refit(name, parts["in"], full=True))
-        for name, parts in removals.items():
-            if not parts["out"]:
-                continue
-            module = self._modules[name]
-            rows = torch.as_tensor(sorted(set(parts["out"])), device=module.weight.device)
-            self._state.zero_rows(module.weight, rows)
-            self._state.zero_rows(getattr(module, "bias", None), rows)
+        zero_removed(self._state, self._modules, removals)
 
     # physical removal -------------------------------------------------------------
     def apply(self, policy: PruningPolicy) -> nn.Module:
@@ -136,14 +123,12 @@ class ChannelPruner(MaskingPruner):
         removed = self.removed_channels(policy)
         pruned = copy.deepcopy(self.model)
         modules = dict(pruned.named_modules())
-        graph = build_graph(pruned, self.example_input)
+        graphs = self._graphs(pruned)
         for unit in self.table:
             idxs = removed[unit.name].tolist()
             if not idxs:
                 continue
-            module = modules[unit.name]
-            handler = graph.get_pruner_of_module(module).prune_out_channels
-            graph.get_pruning_group(module, handler, idxs).prune()
+            graphs[unit.region].out_group(modules[unit.name], idxs).prune()
         if self.reconstruction is not None:
             for name, parts in self.layer_removals(removed).items():
                 if parts["in"] and self.reconstruction.covers(name):
@@ -176,6 +161,19 @@ class ChannelPruner(MaskingPruner):
                 f"physical pruning disagrees with the table: expected {expected}, got {counted}"
             )
 
+    def _graphs(self, model: nn.Module) -> dict[str, GuardedGraph]:
+        """A dependency graph of ``model`` (a copy of ours) for every region with units:
+        the whole model, or the submodules Torch-Pruning traces when it cannot."""
+        graphs = {}
+        for region in dict.fromkeys(unit.region for unit in self.table):
+            if not region:
+                graphs[region] = build_graph(model, self.example_input)
+                continue
+            x = torch.zeros(self.table.regions[region], dtype=self.example_input.dtype,
+                            device=self.example_input.device)  # fmt: skip
+            graphs[region] = build_graph(model.get_submodule(region), x)
+        return graphs
+
     # importance -------------------------------------------------------------------
     def _rank_channels(
         self, importance: str, calibration: tuple[torch.Tensor, torch.Tensor] | None, seed: int
@@ -185,25 +183,28 @@ class ChannelPruner(MaskingPruner):
         scratch.eval()
         if importance in NEEDS_GRADIENTS:
             accumulate_gradients(scratch, calibration)
-        graph = build_graph(scratch, self.example_input)
+        graphs = self._graphs(scratch)
         modules = dict(scratch.named_modules())
         rng = np.random.default_rng(seed)
         order = []
         for unit in self.table:
             module = modules[unit.name]
-            group = graph.get_pruning_group(
-                module, graph.get_pruner_of_module(module).prune_out_channels,
-                list(range(unit.channels)),
-            )  # fmt: skip
+            group = graphs[unit.region].out_group(module, range(unit.channels))
             scores = np.asarray(criterion(unit, modules, group, rng), dtype=np.float64)
             if scores.shape != (unit.channels,) or not np.all(np.isfinite(scores)):
                 raise PruningError(
                     f"importance {importance!r} gave invalid scores for {unit.name!r}"
                 )
-            order.append(np.argsort(scores, kind="stable"))
+            order.append(_removal_order(scores, unit.channel_groups))
         return order
 
 
-def prunable_layers(model: nn.Module) -> list[str]:
-    """Names of the conv/linear layers of ``model``."""
-    return [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+def _removal_order(scores: np.ndarray, groups: int) -> np.ndarray:
+    """Channels from least to most important; with ``groups > 1`` (a unit that feeds or
+    fills a grouped conv) whole positions go, the same in every group: a position's
+    score sums its channels' scores across the groups (Torch-Pruning averages them)."""
+    if groups == 1:
+        return np.argsort(scores, kind="stable")
+    per_group = scores.size // groups
+    positions = np.argsort(scores.reshape(groups, per_group).sum(axis=0), kind="stable")
+    return (positions[:, None] + per_group * np.arange(groups)[None, :]).reshape(-1)

@@ -3,24 +3,25 @@
 A pruned model is saved as its ordinary ``state_dict`` plus the shape of every
 layer and the pruning history, all plain data, so loading is
 ``torch.load(path, weights_only=True)``: no pickled code runs. The architecture is
-rebuilt from a freshly built dense model (given, or named by an importable builder
-recorded at save time) whose layers are resized to the saved shapes.
+rebuilt from a freshly built dense model whose layers are resized to the saved
+shapes: the caller's model, the caller's builder, or a builder the file names that is
+on the allow-list of :mod:`prunegym.pruners.builders` (nothing else is imported).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from prunegym.pruners.builders import call_builder, check_builder, resolve_builder
 from prunegym.pruners.channel import HISTORY_ATTR
 from prunegym.pruners.errors import PruningError
 from prunegym.utils.files import atomic_write_bytes
@@ -39,10 +40,12 @@ def save_pruned(
 ) -> Path:
     """Save ``model`` (pruned or not) so :func:`load_pruned` can rebuild it.
 
-    ``builder`` is an importable ``"package.module:function"`` that returns the dense
-    architecture when called with ``builder_kwargs``; without it, ``load_pruned``
-    needs a freshly built dense model.
+    ``builder`` names an allow-listed builder (:data:`prunegym.pruners.builders.ALLOWED`)
+    that returns the dense architecture when called with ``builder_kwargs``; without
+    it, ``load_pruned`` needs ``model=`` or ``builder=``.
     """
+    if builder is not None:
+        check_builder(builder)
     shapes = {
         name: {a: int(getattr(m, a)) for a in _SHAPE_ATTRS if isinstance(getattr(m, a, None), int)}
         for name, m in model.named_modules()
@@ -68,8 +71,11 @@ def read_pruned(path: str | os.PathLike) -> dict[str, Any]:
         raise PruningError(f"no saved model at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PruningError(f"{path} is not a readable prunegym model: {exc}") from exc
+    except Exception as exc:  # the message of torch's own error invites unsafe loading
+        raise PruningError(
+            f"{path} is not a readable prunegym model ({type(exc).__name__}): not a torch "
+            f"file of tensors and plain data"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise PruningError(f"{path} is not a prunegym pruned-model file")
     for key in ("history", "builder_kwargs", "meta"):
@@ -77,19 +83,33 @@ def read_pruned(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def load_pruned(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+def load_pruned(
+    path: str | os.PathLike,
+    model: nn.Module | None = None,
+    builder: Callable[..., nn.Module] | None = None,
+) -> nn.Module:
     """Rebuild a saved (pruned) model in eval mode.
 
-    ``model`` is a freshly built dense model of the same architecture (it is copied,
-    never modified); without it the builder recorded at save time is used.
+    The dense architecture comes from ``model`` (a freshly built dense model; copied,
+    never modified), else from ``builder`` (a callable, given the builder arguments
+    saved in the file), else from the builder the file names, which must be on the
+    allow-list of :mod:`prunegym.pruners.builders`: a file never makes prunegym
+    import or call anything else.
     """
     payload = read_pruned(path)
+    kwargs = payload["builder_kwargs"]
     if model is not None:
         base = copy.deepcopy(model)
+    elif builder is not None:
+        base = call_builder(builder, kwargs, getattr(builder, "__name__", repr(builder)))
     elif payload["builder"]:
-        base = _call_builder(payload["builder"], payload["builder_kwargs"])
+        named = str(payload["builder"])
+        base = call_builder(resolve_builder(named), kwargs, repr(named))
     else:
-        raise PruningError(f"{path} records no builder: pass a freshly built dense model as model=")
+        raise PruningError(
+            f"{path} records no builder: pass a freshly built dense model as model= "
+            f"or a builder callable as builder="
+        )
     _resize_like(base, payload["state_dict"], payload["shapes"])
     try:
         base.load_state_dict(payload["state_dict"], strict=True)
@@ -97,15 +117,6 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None) -> nn.M
         raise PruningError(f"{path} does not fit this architecture: {exc}") from exc
     setattr(base, HISTORY_ATTR, payload["history"])
     return base.eval()
-
-
-def _call_builder(target: str, kwargs: Mapping[str, Any]) -> nn.Module:
-    module_name, _, fn_name = target.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), fn_name)
-    except (ImportError, AttributeError) as exc:
-        raise PruningError(f"cannot import the model builder {target!r}: {exc}") from exc
-    return fn(**kwargs)
 
 
 def _resize_like(model: nn.Module, state: Mapping[str, torch.Tensor], shapes: Mapping) -> None:

@@ -3,13 +3,53 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
 from prunegym.pruners.errors import PruningError
 from prunegym.pruners.policy import PruningPolicy
+from prunegym.pruners.units import Member, PrunableUnit
+
+IndexedMember = tuple[Member, np.ndarray, np.ndarray]  # member, its root idxs, its idxs
+Removals = dict[str, dict[str, list[int]]]  # layer -> {"out": [...], "in": [...]}
+
+
+def index_members(units: Iterable[PrunableUnit]) -> list[list[IndexedMember]]:
+    """Each unit's members with their index tuples as arrays (for fast lookups)."""
+    return [[(m, np.asarray(m.root_idxs), np.asarray(m.idxs)) for m in u.members] for u in units]
+
+
+def layer_removals(
+    units: Iterable[PrunableUnit],
+    indexed: Iterable[list[IndexedMember]],
+    removed: Mapping[str, np.ndarray],
+) -> Removals:
+    """Per layer, the output ("out") and input ("in") channel indices that go when each
+    unit removes ``removed[unit.name]`` (its own channel indices)."""
+    layers: Removals = {}
+    for unit, members in zip(units, indexed, strict=True):
+        gone = removed.get(unit.name)
+        if gone is None or gone.size == 0:
+            continue
+        for member, roots, idxs in members:
+            hit = idxs[np.isin(roots, gone)]
+            layers.setdefault(member.name, {"out": [], "in": []})[member.direction] += hit.tolist()
+    return layers
+
+
+def zero_removed(state: MaskedState, modules: Mapping[str, nn.Module], removals: Removals) -> None:
+    """The mask: zero the weight and bias rows of every removed output channel (conv,
+    linear and batch-norm alike), which equals removing the channel."""
+    for name, parts in removals.items():
+        if not parts["out"]:
+            continue
+        module = modules[name]
+        rows = torch.as_tensor(sorted(set(parts["out"])), device=module.weight.device)
+        state.zero_rows(module.weight, rows)
+        state.zero_rows(getattr(module, "bias", None), rows)
 
 
 class MaskedState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -11,78 +12,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunegym.pruners.errors import PruningError, UnsupportedModelError
-from prunegym.pruners.graph import (
-    MASKABLE_TYPES,
-    PRUNABLE_TYPES,
-    LayerTrace,
-    build_graph,
-    trace_forward,
-)
-from prunegym.pruners.rounding import kept_channels, kept_weights
-from prunegym.pruners.units import Kind, LayerInfo, Member, PrunableUnit
+from prunegym.pruners.cost import Cost, CostModel, LayerWidths
+from prunegym.pruners.errors import PruningError
+from prunegym.pruners.graph import PRUNABLE_TYPES
+from prunegym.pruners.grouping import channel_units
+from prunegym.pruners.rounding import channel_steps, kept_channels, kept_weights
+from prunegym.pruners.trace import LayerTrace, trace_forward
+from prunegym.pruners.units import Kind, LayerInfo, Member, PrunableUnit, unit_from_layer
 
 if TYPE_CHECKING:
     from prunegym.pruners.policy import PruningPolicy
 
 Granularity = Literal["channel", "weight"]
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Conv/linear MACs and params (BN, activations and pooling are not counted)."""
-
-    macs: int
-    params: int
-
-
-class _CostModel:
-    """Vectorised cost of a vector of kept counts (well under a millisecond).
-
-    For channel pruning a layer's output (input) channels shrink by the channels its
-    units remove: ``out' = out - A_out @ removed_fraction``. A depthwise conv's input
-    channels and groups follow its output channels.
-    """
-
-    def __init__(self, layers: list[LayerInfo], units: list[PrunableUnit], granularity: str):
-        self.granularity = granularity
-        index = {layer.name: i for i, layer in enumerate(layers)}
-        n_layers, n_units = len(layers), len(units)
-        self.out0 = np.array([lay.out_channels for lay in layers], dtype=np.float64)
-        self.in0 = np.array([lay.in_channels for lay in layers], dtype=np.float64)
-        self.groups0 = np.array([lay.groups for lay in layers], dtype=np.float64)
-        self.depthwise = np.array([lay.kind == "depthwise" for lay in layers])
-        self.kvol = np.array([lay.kernel_volume for lay in layers], dtype=np.float64)
-        self.positions = np.array([lay.positions for lay in layers], dtype=np.float64)
-        self.bias = np.array([lay.has_bias for lay in layers], dtype=np.float64)
-        self.numel0 = np.array([lay.weight_numel for lay in layers], dtype=np.float64)
-        self.a_out = np.zeros((n_layers, n_units))
-        self.a_in = np.zeros((n_layers, n_units))
-        self.unit_layer = np.zeros(n_units, dtype=np.int64)
-        for u, unit in enumerate(units):
-            self.unit_layer[u] = index.get(unit.name, -1)
-            for m in unit.members:
-                if m.name in index:
-                    target = self.a_out if m.direction == "out" else self.a_in
-                    target[index[m.name], u] += len(m.idxs)
-        self.channels = np.array([u.channels for u in units], dtype=np.float64)
-
-    def cost(self, kept: np.ndarray) -> Cost:
-        kept = np.asarray(kept, dtype=np.float64)
-        if self.granularity == "weight":
-            numel = self.numel0.copy()
-            numel[self.unit_layer] = kept
-            out = self.out0
-        else:
-            removed = (self.channels - kept) / self.channels
-            out = np.rint(self.out0 - self.a_out @ removed)
-            inp = np.rint(self.in0 - self.a_in @ removed)
-            inp = np.where(self.depthwise, out, inp)
-            groups = np.where(self.depthwise, out, self.groups0)
-            numel = out * (inp / groups) * self.kvol
-        macs = float(numel @ self.positions)
-        params = float(numel.sum() + self.bias @ out)
-        return Cost(round(macs), round(params))
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +37,8 @@ class LayerTable:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     signature: str
-    _cost_model: _CostModel = field(repr=False)
+    regions: dict[str, tuple[int, ...]]  # submodule -> its input shape, where units live
+    _cost_model: CostModel = field(repr=False)
 
     # construction -----------------------------------------------------------------
     @classmethod
@@ -110,7 +52,8 @@ class LayerTable:
         """Find the prunable units of ``model`` by running ``example_input`` through it.
 
         Channel units are Torch-Pruning dependency groups ordered by the forward
-        execution of their first layer; the layers producing the model output are never
+        execution of their first layer; the layers producing the model output (found
+        by what reaches it: a classifier conv followed by pooling counts) are never
         channel-pruned. ``ignored`` layers (modules or names) are never pruned either.
         The model is not modified (its training mode is restored).
         """
@@ -124,25 +67,35 @@ class LayerTable:
         unknown = sorted(n for n in ignored_names if n not in names.values())
         if unknown:
             raise PruningError(f"ignored layer {unknown[0]!r} is not a module of the model")
-        traces, output, output_layers = trace_forward(model, example_input)
-        layers = _layer_infos(model, traces)
+        trace = trace_forward(model, example_input, dataflow=granularity == "channel")
+        output = trace.output
+        layers = _layer_infos(model, trace.layers)
         if not layers:
             raise PruningError(f"{type(model).__name__} has no conv or linear layer to prune")
         frozen = {n: "ignored by the user" for n in sorted(ignored_names)}
+        regions: dict[str, tuple[int, ...]] = {}
         if granularity == "weight":
             units = _weight_units(layers, set(ignored_names))
         else:
-            for n in output_layers:
+            for n in sorted(trace.output_layers):
                 frozen.setdefault(n, "produces the model output")
-            units = _channel_units(model, example_input, layers, frozen, names)
+            for n in sorted(trace.input_layers):
+                frozen.setdefault(
+                    n, "a depthwise conv on the model input (its channels are the input's)"
+                )
+            units, regions = channel_units(model, example_input, layers, frozen)
         if not units:
-            raise PruningError(f"{type(model).__name__} has no prunable unit ({granularity})")
+            reasons = "; ".join(f"{n}: {why}" for n, why in list(frozen.items())[:3])
+            raise PruningError(
+                f"{type(model).__name__} has no prunable unit ({granularity})"
+                + (f"; frozen {reasons}" if reasons else "")
+            )
         digest = hashlib.sha1(
             repr([granularity, [(u.name, u.channels) for u in units]]).encode()
         ).hexdigest()[:12]
         return cls(granularity, tuple(units), tuple(layers), frozen,
-                   tuple(example_input.shape), tuple(output.shape), digest,
-                   _CostModel(layers, units, granularity))  # fmt: skip
+                   tuple(example_input.shape), tuple(output.shape), digest, regions,
+                   CostModel(layers, units, granularity))  # fmt: skip
 
     # container --------------------------------------------------------------------
     def __len__(self) -> int:
@@ -182,11 +135,31 @@ class LayerTable:
     def total_params(self) -> int:
         return self.total.params
 
+    @property
+    def channel_groups(self) -> np.ndarray:
+        """Per unit: the groups of the grouped conv it must keep consistent (1 if none)."""
+        return np.array([u.channel_groups for u in self.units], dtype=np.int64)
+
+    def steps(self, round_to: int = 8) -> np.ndarray:
+        """Per unit: the multiple its kept count rounds to (1 for weight granularity)."""
+        if self.granularity == "weight":
+            return np.ones(len(self.units), dtype=np.int64)
+        return channel_steps(round_to, self.channel_groups)
+
     def kept_counts(self, sparsities: np.ndarray, round_to: int = 8) -> np.ndarray:
         """Kept channels (or weights) per unit for per-unit ``sparsities``."""
         if self.granularity == "weight":
             return kept_weights(self.channels, sparsities)
-        return kept_channels(self.channels, sparsities, round_to)
+        return kept_channels(self.channels, sparsities, round_to, self.channel_groups)
+
+    def layer_widths(self, kept: np.ndarray) -> LayerWidths:
+        """Input/output channels and groups of every layer (``self.layers`` order) when
+        unit ``i`` keeps ``kept[i]`` channels: the one width rule of cost and latency."""
+        return self._cost_model.widths(kept)
+
+    def varying_layers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per layer of ``self.layers``: whether a unit changes its inputs, its outputs."""
+        return self._cost_model.varying()
 
     def cost_of_kept(self, kept: np.ndarray) -> Cost:
         """MACs and params when unit ``i`` keeps ``kept[i]`` channels (or weights)."""
@@ -217,20 +190,20 @@ class LayerTable:
 
 def count_cost(model: nn.Module, example_input: torch.Tensor) -> Cost:
     """Count conv/linear MACs and params of ``model`` by running it (a reference count)."""
-    traces, _, _ = trace_forward(model, example_input)
-    layers = _layer_infos(model, traces)
+    layers = _layer_infos(model, trace_forward(model, example_input).layers)
     return Cost(sum(lay.macs for lay in layers), sum(lay.params for lay in layers))
 
 
 # ---------------------------------------------------------------------------------
 def _layer_infos(model: nn.Module, traces: dict[str, LayerTrace]) -> list[LayerInfo]:
+    """One LayerInfo per executed conv/linear; ``positions`` sums over all its calls."""
     infos = []
     for name, module in model.named_modules():
         if not isinstance(module, PRUNABLE_TYPES) or name not in traces:
             continue
         trace = traces[name]
         if isinstance(module, nn.Linear):
-            positions = int(np.prod(trace.output_shape[1:-1])) if len(trace.output_shape) > 2 else 1
+            positions = sum(math.prod(s[1:-1]) if len(s) > 2 else 1 for s in trace.output_shapes)
             info = LayerInfo(name, "linear", module.in_features, module.out_features, (), (), 1,
                              tuple(trace.output_shape[1:-1]), positions, module.bias is not None,
                              trace.order)  # fmt: skip
@@ -239,35 +212,13 @@ def _layer_infos(model: nn.Module, traces: dict[str, LayerTrace]) -> list[LayerI
                 module.groups > 1 and module.groups == module.in_channels == module.out_channels
             )
             kind: Kind = "depthwise" if depthwise else "conv"
-            fmap = tuple(trace.output_shape[2:])
+            positions = sum(math.prod(s[2:]) for s in trace.output_shapes)
             info = LayerInfo(name, kind, module.in_channels, module.out_channels,
-                             tuple(module.kernel_size), tuple(module.stride), module.groups, fmap,
-                             int(np.prod(fmap)), module.bias is not None, trace.order)  # fmt: skip
+                             tuple(module.kernel_size), tuple(module.stride), module.groups,
+                             tuple(trace.output_shape[2:]), positions, module.bias is not None,
+                             trace.order)  # fmt: skip
         infos.append(info)
     return sorted(infos, key=lambda lay: lay.order)
-
-
-def _unit_from_layer(
-    layer: LayerInfo,
-    index: int,
-    granularity: str,
-    channels: int,
-    members: tuple[Member, ...],
-    by_name: dict[str, LayerInfo],
-) -> PrunableUnit:
-    own = {m.name for m in members if m.direction == "out"}
-    consumers = {m.name for m in members if m.direction == "in"} - own
-    pick = [by_name[n] for n in own if n in by_name]
-    cons = [by_name[n] for n in consumers if n in by_name]
-    return PrunableUnit(
-        name=layer.name, index=index, granularity=granularity, kind=layer.kind,  # type: ignore[arg-type]
-        channels=channels, in_channels=layer.in_channels, out_channels=layer.out_channels,
-        kernel=layer.kernel, stride=layer.stride, groups=layer.groups,
-        feature_map=layer.feature_map,
-        macs=sum(x.macs for x in pick), params=sum(x.params for x in pick),
-        consumer_macs=sum(x.macs for x in cons), consumer_params=sum(x.params for x in cons),
-        members=members,
-    )  # fmt: skip
 
 
 def _weight_units(layers: list[LayerInfo], ignored: set[str]) -> list[PrunableUnit]:
@@ -277,70 +228,6 @@ def _weight_units(layers: list[LayerInfo], ignored: set[str]) -> list[PrunableUn
         if lay.name in ignored:
             continue
         member = Member(lay.name, lay.kind, "out", (), ())
-        units.append(_unit_from_layer(lay, len(units), "weight", lay.weight_numel,
+        units.append(unit_from_layer(lay, len(units), "weight", lay.weight_numel,
                                       (member,), by_name))  # fmt: skip
     return units
-
-
-def _channel_units(
-    model: nn.Module,
-    example_input: torch.Tensor,
-    layers: list[LayerInfo],
-    frozen: dict[str, str],
-    names: dict[nn.Module, str],
-) -> list[PrunableUnit]:
-    by_name = {lay.name: lay for lay in layers}
-    modules = dict(model.named_modules())
-    graph = build_graph(model, example_input)
-    ignored = [modules[n] for n in frozen if n in modules]
-    found: list[tuple[LayerInfo, int, tuple[Member, ...]]] = []
-    for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_TYPES):
-        members: list[Member] = []
-        problem = None
-        for item in group.items:
-            dep = item.dep
-            module = dep.target.module
-            if not isinstance(module, nn.Module) or module not in names:
-                if isinstance(module, nn.Parameter):
-                    problem = "contains a bare nn.Parameter"
-                continue  # parameter-free ops (add, flatten, ...) carry no weights
-            name = names[module]
-            if graph.is_out_channel_pruning_fn(dep.handler):
-                direction = "out"
-            elif graph.is_in_channel_pruning_fn(dep.handler):
-                direction = "in"
-            else:
-                continue
-            has_params = any(True for _ in module.parameters(recurse=False))
-            if has_params and not isinstance(module, MASKABLE_TYPES):
-                problem = (
-                    f"contains {type(module).__name__} {name!r}, which cannot be masked exactly"
-                )
-            if (isinstance(module, PRUNABLE_TYPES[:3]) and module.groups > 1
-                    and by_name.get(name) and by_name[name].kind != "depthwise"):  # fmt: skip
-                problem = f"contains grouped conv {name!r} (groups={module.groups})"
-            members.append(Member(name, type(module).__name__, direction,  # type: ignore[arg-type]
-                                  tuple(int(i) for i in item.idxs),
-                                  tuple(int(i) for i in item.root_idxs)))  # fmt: skip
-        owners = [by_name[m.name] for m in members if m.direction == "out" and m.name in by_name]
-        if not owners:
-            continue
-        root = min(owners, key=lambda lay: lay.order)
-        if problem is not None:
-            frozen[root.name] = problem
-            continue
-        members = _reindex_to(root.name, members)
-        found.append((root, len(group[0].idxs), tuple(members)))
-    found.sort(key=lambda item: item[0].order)
-    return [_unit_from_layer(lay, i, "channel", ch, mem, by_name)
-            for i, (lay, ch, mem) in enumerate(found)]  # fmt: skip
-
-
-def _reindex_to(root: str, members: list[Member]) -> list[Member]:
-    """Express every member's ``root_idxs`` in the channel indices of layer ``root``."""
-    own = next(m for m in members if m.name == root and m.direction == "out")
-    to_root = dict(zip(own.root_idxs, own.idxs, strict=True))
-    if len(to_root) != len(own.idxs):
-        raise UnsupportedModelError(f"layer {root!r} maps its channels ambiguously")
-    return [Member(m.name, m.module_type, m.direction, m.idxs,
-                   tuple(to_root[r] for r in m.root_idxs)) for m in members]  # fmt: skip

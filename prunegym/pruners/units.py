@@ -23,8 +23,8 @@ class LayerInfo:
     kernel: tuple[int, ...]
     stride: tuple[int, ...]
     groups: int
-    feature_map: tuple[int, ...]  # output spatial size (() for linear on flat input)
-    positions: int  # output positions per sample: prod(feature_map) or tokens for linear
+    feature_map: tuple[int, ...]  # output spatial size of the first call (() for flat linear)
+    positions: int  # output positions per sample, summed over calls (weight sharing)
     has_bias: bool
     order: int  # forward execution index
 
@@ -73,6 +73,12 @@ class PrunableUnit:
     residual stage are one unit, and a depthwise conv rides with its producer. For
     weight granularity it is one conv or linear weight. The fields describe the root
     layer (the first executed layer whose outputs the unit removes).
+
+    ``channel_groups`` is ``G > 1`` when the unit feeds or fills a grouped conv with
+    ``G`` groups: the unit then removes the same positions in every group (channel
+    ``p + g * channels / G`` for each ``g``), so its kept count is a multiple of ``G``.
+    ``region`` names the submodule whose dependency graph holds the unit ("" for the
+    whole model; a submodule when Torch-Pruning cannot trace the whole model).
     """
 
     name: str
@@ -91,7 +97,35 @@ class PrunableUnit:
     consumer_macs: int  # MACs of the layers that consume this unit's channels
     consumer_params: int
     members: tuple[Member, ...] = field(repr=False)
+    channel_groups: int = 1
+    region: str = ""
 
     @property
     def layer_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(m.name for m in self.members))
+
+
+def unit_from_layer(
+    layer: LayerInfo,
+    index: int,
+    granularity: str,
+    channels: int,
+    members: tuple[Member, ...],
+    by_name: dict[str, LayerInfo],
+    channel_groups: int = 1,
+    region: str = "",
+) -> PrunableUnit:
+    """A unit rooted at ``layer``; its cost fields sum the layers its members touch."""
+    own = {m.name for m in members if m.direction == "out"}
+    consumers = {m.name for m in members if m.direction == "in"} - own
+    pick = [by_name[n] for n in own if n in by_name]
+    cons = [by_name[n] for n in consumers if n in by_name]
+    return PrunableUnit(
+        name=layer.name, index=index, granularity=granularity, kind=layer.kind,  # type: ignore[arg-type]
+        channels=channels, in_channels=layer.in_channels, out_channels=layer.out_channels,
+        kernel=layer.kernel, stride=layer.stride, groups=layer.groups,
+        feature_map=layer.feature_map,
+        macs=sum(x.macs for x in pick), params=sum(x.params for x in pick),
+        consumer_macs=sum(x.macs for x in cons), consumer_params=sum(x.params for x in cons),
+        members=members, channel_groups=channel_groups, region=region,
+    )  # fmt: skip
