@@ -12,15 +12,11 @@ import pytest
 import torch
 
 from prunegym.experiments import cli
-from prunegym.experiments.checkpoint import (
-    CHECKPOINT_FORMAT,
-    atomic_write,
-    load_checkpoint,
-    save_checkpoint,
-)
+from prunegym.experiments.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from prunegym.experiments.data import build_data_like
 from prunegym.experiments.models import build_model
 from prunegym.experiments.training import evaluate
+from prunegym.utils.files import atomic_write_bytes, write_json
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -242,6 +238,17 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError, match="disk on fire"):
-        atomic_write(target, broken)
+        atomic_write_bytes(target, broken)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_strict_json_rejects_nan_before_touching_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(ValueError, match="Out of range float values"):
+        write_json(target, {"loss": float("nan")}, allow_nan=False)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    write_json(target, {"loss": float("nan")})  # the default writes NaN, as json does
+    assert target.read_text() == '{\n  "loss": NaN\n}\n'

@@ -94,8 +94,15 @@ def test_a_missing_checkpoint_says_which_command_makes_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    line = _fails(capsys, ["search", "--config", CONFIGS / "resnet20-fmnist.yaml",
-                           *_sets("workload.checkpoint=runs/resnet20-fmnist/model.pt")])
+    line = _fails(
+        capsys,
+        [
+            "search",
+            "--config",
+            CONFIGS / "resnet20-fmnist.yaml",
+            *_sets("workload.checkpoint=runs/resnet20-fmnist/model.pt"),
+        ],
+    )
     assert line.endswith(
         "checkpoint runs/resnet20-fmnist/model.pt (workload.checkpoint) does not exist; make it "
         "with: prunegym train --model resnet20 --dataset fashion-mnist --out runs/resnet20-fmnist"

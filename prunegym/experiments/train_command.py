@@ -156,6 +156,7 @@ def _run_train(args: argparse.Namespace) -> int:
             "torch_version": str(torch.__version__),
             "cpu_count": os.cpu_count(),
         },
+        allow_nan=False,  # strict JSON, like the checkpoint's metadata
     )
     minutes, seconds = divmod(wall, 60)
     print(
