@@ -190,3 +190,41 @@ def test_a_checkpoint_or_dataset_that_does_not_fit_is_one_line(
     code = main(["search", "--config", str(config), "--out", str(run)])
     _one_error_line(capsys, code, *fragments)
     assert not run.exists()  # nothing left behind
+
+
+def test_train_own_model_with_dataset_options_round_trips(
+    pkg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "trained"
+    argv = ["train", "--model", f"{pkg}.nets:sized", "--model-kwarg", "width=6",
+            "--dataset", "digits", "--dataset-option", "image_size=16", "--channels", "3",
+            "--epochs", "2", "--batch-size", "64", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    _, err = capsys.readouterr()
+    assert err.startswith("prunegym: epoch 1/2 took ") and err.rstrip().endswith(" to go")
+
+    ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt.model_spec == {"name": f"{pkg}.nets:sized", "in_channels": 3,
+                               "num_classes": 10, "kwargs": {"width": 6}}  # fmt: skip
+    options = ckpt.metadata["dataset"]["options"]
+    assert options["image_size"] == [16, 16] and options["channels"] == 3
+    data = build_data_like(ckpt.metadata["dataset"])
+    assert data.example_input.shape == (1, 3, 16, 16)
+    model = ckpt.build_model()
+    assert model[0].in_channels == 3 and model[0].out_channels == 6
+
+    # A search on the trained file rebuilds the same model and the same padded RGB data.
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump({
+        "workload": {"checkpoint": str(out / "model.pt"), "model": f"{pkg}.nets:sized",
+                     "model_kwargs": {"width": 6}},
+        "env": {"ratio": 0.6, "round_to": 1}, "search": {"agent": "random", "episodes": 2},
+        "run": RUN,
+    }))  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["search", "--config", str(config), "--out", str(run)]) == 0
+    assert "random: 2 episodes" in capsys.readouterr().out
+    assert not (run / "base_model.pt").exists()  # the train file rebuilds itself
+    code = main(["search", "--config", str(config), "--out", str(tmp_path / "other"),
+                 "--set", "workload.model_kwargs.width=8"])  # fmt: skip
+    _one_error_line(capsys, code, "workload.model_kwargs are {'width': 8}", "{'width': 6}")
