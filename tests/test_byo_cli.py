@@ -168,26 +168,30 @@ def test_a_training_checkpoint_loads_into_the_configured_model(pkg: str, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("wrap", "weights", "workload", "fragments"),
+    ("wrap", "weights", "sets", "fragments"),
     [
-        (None, {"width": 4}, {}, ["does not fit workload.model",
+        (None, {"width": 4}, [], ["does not fit workload.model",
                                   "'0.weight' has shape (4, 1, 3, 3)", "model's is (6, 1, 3, 3)"]),
-        ("state_dict", {"classes": 5}, {}, ["'8.weight' has shape (5, 6)"]),
-        (None, {}, {"model_kwargs": {"width": 6}}, ["'8.weight' has shape (3, 6)",
-                                                    "the model's is (10, 6)"]),
-        (None, {}, {"model": None}, ["holds weights only (a plain state_dict), no model",
-                                     "set workload.model"]),
-        (None, {}, {"dataset": "{pkg}.data:wrong"}, ["returned 'dict'; expected a DataSplits"]),
+        ("state_dict", {"classes": 5}, [], ["'8.weight' has shape (5, 6)"]),
+        (None, {}, ["workload.model_kwargs={width: 6}"], ["'8.weight' has shape (3, 6)",
+                                                          "the model's is (10, 6)"]),
+        (None, {}, ["workload.model=null"], ["holds weights only (a plain state_dict), no model",
+                                             "set workload.model"]),
+        (None, {}, ["workload.dataset=PKG.data:wrong"], ["returned 'dict'; expected a DataSplits"]),
+        # weights that fit, and then the usual preflight checks on the configured model
+        ("model_state_dict", {"classes": 5}, ["workload.model_kwargs={width: 6, classes: 5}"],
+         ["the model outputs 5 classes but", "has 3"]),
+        (None, {}, ["env.ratio=0.01"], ["target ratio 0.01 is unreachable"]),
     ],
 )  # fmt: skip
 def test_a_checkpoint_or_dataset_that_does_not_fit_is_one_line(
     pkg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    wrap: str | None, weights: dict, workload: dict, fragments: list[str],
+    wrap: str | None, weights: dict, sets: list[str], fragments: list[str],
 ) -> None:  # fmt: skip
     _user_weights(pkg, tmp_path / "weights.pt", wrap=wrap, **weights)
-    workload = {k: v.format(pkg=pkg) if isinstance(v, str) else v for k, v in workload.items()}
-    config, run = _config(tmp_path, pkg, tmp_path / "weights.pt", **workload), tmp_path / "run"
-    code = main(["search", "--config", str(config), "--out", str(run)])
+    config, run = _config(tmp_path, pkg, tmp_path / "weights.pt"), tmp_path / "run"
+    overrides = [a for s in sets for a in ("--set", s.replace("PKG", pkg))]
+    code = main(["search", "--config", str(config), *overrides, "--out", str(run)])
     _one_error_line(capsys, code, *fragments)
     assert not run.exists()  # nothing left behind
 
