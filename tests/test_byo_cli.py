@@ -232,3 +232,34 @@ def test_train_own_model_with_dataset_options_round_trips(
     code = main(["search", "--config", str(config), "--out", str(tmp_path / "other"),
                  "--set", "workload.model_kwargs.width=8"])  # fmt: skip
     _one_error_line(capsys, code, "workload.model_kwargs are {'width': 8}", "{'width': 6}")
+
+
+def test_the_command_that_makes_a_missing_checkpoint_carries_the_keywords(
+    pkg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, pkg, tmp_path / "ckpts" / "model.pt")
+    code = main(["search", "--config", str(config), "--out", str(tmp_path / "run")])
+    line = _one_error_line(capsys, code, "does not exist; make it with: prunegym train")
+    expected = (
+        f"--model {pkg}.nets:tiny --dataset {pkg}.data:blobs --model-kwarg classes=3 "
+        f"--model-kwarg width=6 --dataset-option n=240 --out {tmp_path / 'ckpts'}"
+    )
+    assert line.endswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--model-kwarg", "width"], "argument --model-kwarg: expected KEY=VALUE, got 'width'"),
+        (["--dataset-option", "mean=[0.5"], "the value of 'mean=[0.5' is not valid YAML"),
+        (["--dataset-option", "channels=1", "--channels", "3"],
+         "--dataset-option channels=1 contradicts --channels"),
+    ],
+)  # fmt: skip
+def test_train_keyword_mistakes_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    out = tmp_path / "out"
+    code = main(["train", "--model", "smallcnn", "--out", str(out), *argv])
+    _one_error_line(capsys, code, fragment)
+    assert not out.exists()
