@@ -44,7 +44,7 @@ from prunegym.experiments.rundir import (
 )
 from prunegym.experiments.runlock import run_dir_lock
 from prunegym.experiments.timing import compare_latency
-from prunegym.experiments.workload import build_env
+from prunegym.experiments.workload import build_env, builder_kwargs
 from prunegym.utils.files import write_json
 
 __all__ = [
@@ -108,14 +108,6 @@ def load_dense(run_dir: Path, cfg: Config) -> tuple[nn.Module, Any, dict[str, An
         raise ConfigError(f"{run_dir} keeps no dense model ({BASE_MODEL_FILE}) to prune")
     model, data, spec, _ = load_trained(cfg)
     return model, data, spec
-
-
-def builder_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
-    """``build_model``'s keywords from a model spec (its ``kwargs`` spelled out), so that
-    ``load_pruned`` rebuilds the dense architecture with ``BUILDER(**builder_kwargs)``."""
-    spec = dict(spec)
-    kwargs = spec.pop("kwargs", None) or {}
-    return {**kwargs, **spec}
 
 
 def missing_onnx_package() -> str | None:

@@ -137,6 +137,14 @@ def build_model_for(
     return model, spec
 
 
+def builder_kwargs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """All keywords of ``build_model`` in a spec (its ``kwargs`` spelled out): what a
+    pruned model file records so that ``load_pruned`` rebuilds the dense architecture."""
+    spec = dict(spec)
+    kwargs = spec.pop("kwargs", None) or {}
+    return {**kwargs, **spec}
+
+
 def save_dense(path: Path, model: Any, spec: Mapping[str, Any], data: Any, **extra: Any) -> Path:
     """Save ``model`` as a prunegym checkpoint that rebuilds it (``spec``, with its model
     keywords) and its data splits (``data.describe()``); ``extra``: ``save_checkpoint``'s
