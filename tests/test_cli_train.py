@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +13,11 @@ import pytest
 import torch
 
 from prunegym.experiments import cli
-from prunegym.experiments.checkpoint import (
-    CHECKPOINT_FORMAT,
-    atomic_write,
-    load_checkpoint,
-    save_checkpoint,
-)
+from prunegym.experiments.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from prunegym.experiments.data import build_data_like
 from prunegym.experiments.models import build_model
-from prunegym.experiments.training import evaluate
+from prunegym.experiments.training import EpochStats, evaluate
+from prunegym.utils.files import atomic_write_bytes, write_json
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -51,7 +48,8 @@ def test_train_writes_checkpoint_metrics_and_one_summary_line(
     argv += ["--device", "cpu"]  # the re-evaluation below runs on the CPU too
     status, out, err = _run(argv, capsys)
     assert status == 0, err
-    assert err == ""  # --no-progress: quiet
+    # --no-progress: no bars, only the estimate after the first epoch
+    assert re.fullmatch(r"prunegym: epoch 1/2 took \d+\.\d s; about \d+\.\d s to go\n", err), err
     assert len(out.splitlines()) == 1
     assert out.startswith("smallcnn on digits: 2 epochs in ") and "test top-1" in out
     assert sorted(p.name for p in out_dir.iterdir()) == ["metrics.json", "model.pt"]
@@ -233,6 +231,21 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
         load_checkpoint(path).build_model()
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(8.46, "8.5 s"), (150, "150 s"), (14 * 150, "35 min"), (9000, "2.5 h")],
+)
+def test_durations_read_as_a_person_would_say_them(seconds: float, text: str) -> None:
+    from prunegym.experiments.train_command import duration, remaining_time_note
+
+    assert duration(seconds) == text
+    lines: list[str] = []
+    note = remaining_time_note(15, lines.append)
+    for epoch in (1, 2):
+        note(EpochStats(epoch=epoch, loss=1.0, accuracy=0.5, lr=0.1, seconds=150.0, ce_loss=1.0))
+    assert lines == ["epoch 1/15 took 150 s; about 35 min to go"]  # once, after epoch 1
+
+
 def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "model.pt"
     target.write_bytes(b"old")
@@ -242,6 +255,17 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError, match="disk on fire"):
-        atomic_write(target, broken)
+        atomic_write_bytes(target, broken)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_strict_json_rejects_nan_before_touching_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(ValueError, match="Out of range float values"):
+        write_json(target, {"loss": float("nan")}, allow_nan=False)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    write_json(target, {"loss": float("nan")})  # the default writes NaN, as json does
+    assert target.read_text() == '{\n  "loss": NaN\n}\n'

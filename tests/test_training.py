@@ -213,6 +213,16 @@ def test_divergence_is_reported(digits: DataSplits) -> None:
         train(model, digits, 1, progress=False)
 
 
+def test_after_epoch_hook_gets_each_epoch_as_it_ends() -> None:
+    x, y = torch.randn(64, 4), torch.arange(64) % 2
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    model = nn.Linear(4, 2)
+    seen: list[tuple[int, float]] = []
+    result = train(model, batches, 3, progress=False,
+                   after_epoch=lambda s: seen.append((s.epoch, s.seconds)))  # fmt: skip
+    assert seen == [(e.epoch, e.seconds) for e in result.history] and len(seen) == 3
+
+
 def test_train_accepts_any_sized_batches() -> None:
     data = build_data("synthetic", shape=(1, 4, 4), num_classes=3, size=120)
     x, y = data.tensors("train")

@@ -33,14 +33,12 @@ __all__ = [
     "STATE_DICT_KEYS",
     "Checkpoint",
     "WeightsFile",
-    "atomic_write",
     "check_fits",
     "load_checkpoint",
     "load_weights",
     "prunegym_version",
     "read_weights",
     "save_checkpoint",
-    "write_json",
 ]
 
 CHECKPOINT_FORMAT = "prunegym.checkpoint/1"
@@ -51,15 +49,6 @@ def prunegym_version() -> str:
     import prunegym
 
     return prunegym.__version__
-
-
-atomic_write = atomic_write_bytes  # one implementation: prunegym.pruners.io
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically (fails before touching ``path`` if not JSON)."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _plain(obj: Any, where: str) -> Any:
@@ -132,7 +121,7 @@ def save_checkpoint(
     }
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     blob = {"format": CHECKPOINT_FORMAT, "state_dict": state, "metadata": metadata}
-    return atomic_write(path, lambda fh: torch.save(blob, fh))
+    return atomic_write_bytes(path, lambda fh: torch.save(blob, fh))
 
 
 def _torch_load(path: Path, what: str, map_location: str) -> Any:

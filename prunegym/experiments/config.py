@@ -55,9 +55,17 @@ class ConfigError(ValueError):
 class WorkloadConfig:
     """The trained model and its data.
 
+    ``model``: a zoo name, ``tv:<name>`` or ``package.module:function``; ``dataset``: a
+    registered name or ``package.module:function``. A config that names a function is
+    the user's own code intent: prunegym imports its module and calls it (with
+    ``model_kwargs`` / ``dataset_options``), so use only configs you would run yourself.
+
     ``checkpoint``: a ``model.pt`` written by ``prunegym train`` (its dataset split is
-    rebuilt exactly, so ``reward_val`` stays held out). Without it, ``model`` is built
-    and trained for ``train_epochs`` on ``dataset`` first (the zero-setup digits demo).
+    rebuilt exactly, so ``reward_val`` stays held out), a plain ``state_dict`` file or a
+    training checkpoint with a ``state_dict`` / ``model_state_dict`` key (``model`` and
+    ``dataset`` are built from this config and the weights must fit exactly); all are
+    read with ``weights_only=True``. Without it, ``model`` is built and trained for
+    ``train_epochs`` on ``dataset`` first (the zero-setup digits demo).
     """
 
     checkpoint: str | None = None

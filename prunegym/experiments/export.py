@@ -44,7 +44,7 @@ from prunegym.experiments.rundir import (
 )
 from prunegym.experiments.runlock import run_dir_lock
 from prunegym.experiments.timing import compare_latency
-from prunegym.experiments.workload import build_env
+from prunegym.experiments.workload import build_env, builder_kwargs
 from prunegym.utils.files import write_json
 
 __all__ = [
@@ -93,18 +93,21 @@ def check_run_dir(run_dir: Path) -> Config:
 
 
 def load_dense(run_dir: Path, cfg: Config) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """The dense model the search pruned, its data splits and its model spec."""
-    from prunegym.experiments.checkpoint import load_checkpoint
-    from prunegym.experiments.data import build_data_like
+    """The dense model the search pruned, its data splits and its model spec.
+
+    ``RUN_DIR/base_model.pt`` when the run kept one, else ``workload.checkpoint``: a
+    ``prunegym train`` file, a plain ``state_dict`` or a training checkpoint, loaded as
+    the search loaded it (see :func:`~prunegym.experiments.workload.load_trained`).
+    """
+    from prunegym.experiments.workload import load_trained
 
     path = run_dir / BASE_MODEL_FILE
-    if not path.is_file():
-        if cfg.workload.checkpoint is None:
-            raise ConfigError(f"{run_dir} keeps no dense model ({BASE_MODEL_FILE}) to prune")
-        path = Path(cfg.workload.checkpoint)
-    ckpt = load_checkpoint(path)
-    data = build_data_like(ckpt.metadata["dataset"], cfg.workload.data_dir)
-    return ckpt.build_model(), data, ckpt.model_spec
+    if path.is_file():
+        cfg = cfg.replace(**{"workload.checkpoint": str(path)})
+    elif cfg.workload.checkpoint is None:
+        raise ConfigError(f"{run_dir} keeps no dense model ({BASE_MODEL_FILE}) to prune")
+    model, data, spec, _ = load_trained(cfg)
+    return model, data, spec
 
 
 def missing_onnx_package() -> str | None:
@@ -233,7 +236,8 @@ def _write_export(run_dir: Path, pruned: nn.Module, spec: dict, example: torch.T
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=run_dir))
     try:
         os.chmod(tmp, run_dir.stat().st_mode & 0o777)  # like the rest of the run, not 0700
-        model_path = save_pruned(pruned, tmp / "model.pt", builder=BUILDER, builder_kwargs=spec,
+        model_path = save_pruned(pruned, tmp / "model.pt", builder=BUILDER,
+                                 builder_kwargs=builder_kwargs(spec),
                                  meta={"test_top1": metrics["pruned"]["top1"]})  # fmt: skip
         metrics["pruned"]["file_bytes"] = model_path.stat().st_size
         metrics["onnx"] = _write_onnx(tmp, pruned, example)

@@ -79,7 +79,9 @@ class TrainOptions:
     ``lr`` / ``weight_decay`` ``None``: the optimizer's default (``train``: SGD 0.1,
     AdamW 1e-3; ``fine_tune`` 10x smaller; weight decay SGD 5e-4, AdamW 0.05). ``val``
     is evaluated after every epoch when given (never pass the test split here);
-    ``after_step(model)`` runs after each optimizer step (e.g. to re-apply pruning masks).
+    ``after_step(model)`` runs after each optimizer step (e.g. to re-apply pruning masks),
+    ``after_epoch(stats)`` after each epoch with its :class:`EpochStats` (e.g. to report
+    progress or an estimate of the time left).
     """
 
     batch_size: int = 128
@@ -95,6 +97,7 @@ class TrainOptions:
     num_workers: int = 0
     val: Batches | None = None
     after_step: Callable[[nn.Module], None] | None = None
+    after_epoch: Callable[[EpochStats], None] | None = None
 
     def updated(self, overrides: Mapping[str, Any], caller: str) -> TrainOptions:
         """A copy with ``overrides`` (field names; anything else is a TypeError)."""
@@ -293,4 +296,6 @@ def fit(
                 val=validate(model) if validate is not None else None,
             )
         )
+        if opts.after_epoch is not None:
+            opts.after_epoch(history[-1])
     return tuple(history)

@@ -11,7 +11,8 @@ Run directory::
     agent.zip          the SB3 agent (RL searchers), written at the end
     checkpoint.zip     the searcher's whole state: history and RNGs as JSON + arrays (no
                        pickle); for RL searchers also SB3's agent and replay buffer
-    base_model.pt      the dense model, when the run trained it (export prunes this one)
+    base_model.pt      the dense model, unless workload.checkpoint is a prunegym train
+                       file: trained here or loaded from plain weights (export prunes it)
     summary.json       best reward and metrics, episodes, seconds per episode, status
     run.lock           present while a command writes the directory (see ``runlock``)
     export/            what ``prunegym export`` made (model, ONNX, metrics, report, plots)
@@ -48,7 +49,7 @@ HISTORY_FILE = "history.csv"
 BEST_POLICY_FILE = "best_policy.json"
 AGENT_FILE = "agent.zip"
 CHECKPOINT_FILE = "checkpoint.zip"
-BASE_MODEL_FILE = "base_model.pt"  # the dense model, when the run trained it
+BASE_MODEL_FILE = "base_model.pt"  # the dense model, unless in a prunegym train file
 SUMMARY_FILE = "summary.json"
 EXPORT_DIR = "export"
 METRICS_FILE = "metrics.json"  # in EXPORT_DIR

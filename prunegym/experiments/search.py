@@ -50,6 +50,7 @@ from prunegym.experiments.workload import (
     build_workload,
     check_config,
     prepare_workload,
+    save_dense,
     train_dense,
 )
 
@@ -80,8 +81,8 @@ def _dense_model_phase(
     Nothing is logged before the checks pass (an error stays one line)."""
     base_path = run_dir / BASE_MODEL_FILE
     workload_cfg = cfg
-    if resume and cfg.workload.checkpoint is None and base_path.is_file():
-        workload_cfg = cfg.replace(**{"workload.checkpoint": str(base_path)})  # trained here
+    if resume and base_path.is_file():  # the dense model this run kept: trained or loaded
+        workload_cfg = cfg.replace(**{"workload.checkpoint": str(base_path)})
     workload = prepare_workload(workload_cfg)
     for note in notes:
         log(f"note: {note}")
@@ -215,7 +216,6 @@ def run_search(
     import torch
 
     from prunegym.agents import make_searcher
-    from prunegym.experiments.checkpoint import save_checkpoint
 
     log = log or _silent
     run_dir = Path(run_dir)
@@ -230,11 +230,8 @@ def run_search(
             searcher.load_checkpoint(run_dir / CHECKPOINT_FILE, env=env)
         else:
             write_config(run_dir, cfg)
-            if cfg.workload.checkpoint is None:  # keep the dense model: export prunes this one
-                data = workload.data
-                save_checkpoint(run_dir / BASE_MODEL_FILE, workload.model,
-                                model_name=str(cfg.workload.model), in_channels=data.in_channels,
-                                num_classes=data.num_classes, dataset=data.describe())  # fmt: skip
+            if not workload.in_train_file:  # keep the dense model: export prunes this one
+                save_dense(run_dir / BASE_MODEL_FILE, workload.model, workload.spec, workload.data)
         write_run_info(run_dir, command, resume, len(searcher.history))
         callbacks = _callbacks(cfg, run_dir, extra_callbacks)
         workers = f", {cfg.search.workers} workers" if cfg.search.workers > 1 else ""

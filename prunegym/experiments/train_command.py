@@ -1,4 +1,11 @@
-"""``prunegym train``: train a zoo model on a dataset; writes ``model.pt`` and ``metrics.json``."""
+"""``prunegym train``: train a model on a dataset; writes ``model.pt`` and ``metrics.json``.
+
+The model is a zoo name, ``tv:<name>`` or your own ``package.module:function`` (with
+``--model-kwarg KEY=VALUE``); the dataset a registered name or your own
+``package.module:function`` (with ``--dataset-option KEY=VALUE``, e.g. ``image_size=32``
+and ``channels=3`` to fit Fashion-MNIST to a 3x32x32 model). After the first epoch it
+says how long the rest should take.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,65 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from prunegym.experiments.arguments import non_negative_float, positive_int
-from prunegym.experiments.commands import Command
+from prunegym.experiments.commands import Command, print_phase
+from prunegym.experiments.config import ConfigError, parse_yaml
 from prunegym.utils.files import write_json
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """argparse type: ``KEY=VALUE`` with the value read as YAML (``width=0.5``, ``mean=[0.5]``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), parse_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"the value of {text!r} is not valid YAML") from None
+
+
+def duration(seconds: float) -> str:
+    """``"8.5 s"``, ``"150 s"``, ``"35 min"``, ``"2.5 h"``: a span of time, rounded to read."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 600:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def remaining_time_note(epochs: int, log: Callable[[str], None]) -> Callable[[Any], None]:
+    """An ``after_epoch`` hook that logs, after the first of ``epochs`` epochs, how long
+    it took and about how long the others will take."""
+
+    def note(stats: Any) -> None:
+        if stats.epoch == 1 and epochs > 1:
+            log(f"epoch 1/{epochs} took {duration(stats.seconds)}; "
+                f"about {duration(stats.seconds * (epochs - 1))} to go")  # fmt: skip
+
+    return note
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
     from prunegym.experiments.data import dataset_names
     from prunegym.experiments.models import model_names
 
-    p.add_argument("--model", required=True, help=f"zoo model: {', '.join(model_names())}")
-    p.add_argument("--dataset", default="digits", help=f"dataset: {', '.join(dataset_names())}")
+    p.add_argument("--model", required=True, help=f"model: {', '.join(model_names())}")
+    p.add_argument(
+        "--model-kwarg", dest="model_kwargs", action="append", type=key_value, default=[],
+        metavar="KEY=VALUE", help="a keyword of the model's builder (repeatable), e.g. width=0.5",
+    )  # fmt: skip
+    p.add_argument(
+        "--dataset", default="digits",
+        help=f"dataset: {', '.join(dataset_names())} or package.module:function",
+    )  # fmt: skip
     p.add_argument(
         "--epochs",
         type=positive_int,
@@ -43,7 +96,15 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
         "(default: 10%% of train, at most 5000)",
     )
     g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    g.add_argument("--image-size", type=positive_int, help="imagefolder only: side in pixels")
+    g.add_argument("--image-size", type=positive_int,
+                   help="image side in pixels (padded or resized to it)")  # fmt: skip
+    g.add_argument("--channels", type=int, choices=(1, 3), help="image channels (1 <-> 3)")
+    g.add_argument(
+        "--dataset-option", dest="dataset_options", action="append", type=key_value, default=[],
+        metavar="KEY=VALUE",
+        help="a dataset option (repeatable): resize=bilinear, mean=[0.5], or a keyword of "
+        "your dataset function",
+    )  # fmt: skip
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="optimizer")
     g.add_argument("--lr", type=float, help="peak learning rate (default: sgd 0.1, adamw 1e-3)")
@@ -86,13 +147,28 @@ def _prepare_out(out: Path, force: bool) -> bool:
     return created
 
 
+def _dataset_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--dataset-option`` pairs plus the options the dedicated flags set."""
+    options = dict(args.dataset_options)
+    flags = (("--no-augment", "augment", False if args.no_augment else None),
+             ("--image-size", "image_size", args.image_size),
+             ("--channels", "channels", args.channels))  # fmt: skip
+    for flag, key, value in flags:
+        if value is not None:
+            if key in options and options[key] != value:
+                raise ConfigError(f"--dataset-option {key}={options[key]} contradicts {flag}")
+            options[key] = value
+    return options
+
+
 def _run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from prunegym.experiments.checkpoint import prunegym_version, save_checkpoint
+    from prunegym.experiments.checkpoint import prunegym_version
     from prunegym.experiments.data import build_data
-    from prunegym.experiments.models import build_model, check_model_name
+    from prunegym.experiments.models import check_model_name
     from prunegym.experiments.training import evaluate, resolve_device, train
+    from prunegym.experiments.workload import build_model_for, save_dense
 
     check_model_name(args.model)
     device = resolve_device(args.device)
@@ -100,26 +176,22 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = {}
-    if args.no_augment:
-        options["augment"] = False
-    if args.image_size is not None:
-        options["image_size"] = args.image_size
     data = build_data(
         args.dataset, args.reward_val_size, args.split_seed, args.data_dir,
-        download=args.download, **options,
+        download=args.download, **_dataset_options(args),
     )  # fmt: skip
     created = _prepare_out(args.out, args.force)
     progress = not args.no_progress
     try:
         torch.manual_seed(args.seed)
-        model = build_model(args.model, data.in_channels, data.num_classes)
+        model, spec = build_model_for(args.model, data, dict(args.model_kwargs))
         start = time.perf_counter()
         result = train(
             model, data, args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
             lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs,
             seed=args.seed, device=device, progress=progress, num_workers=args.workers,
+            after_epoch=remaining_time_note(args.epochs, print_phase),
         )  # fmt: skip
         test = evaluate(model, data.loader("test", 512), device=device, progress=progress)
         wall = time.perf_counter() - start
@@ -127,7 +199,6 @@ def _run_train(args: argparse.Namespace) -> int:
         if created and not any(args.out.iterdir()):
             args.out.rmdir()  # nothing half-written: no empty run directory either
         raise
-    spec = {"name": args.model, "in_channels": data.in_channels, "num_classes": data.num_classes}
     metrics = {
         "test": test.as_dict(),
         "train_final": {"loss": result.final.loss, "accuracy": result.final.accuracy},
@@ -138,11 +209,8 @@ def _run_train(args: argparse.Namespace) -> int:
         "threads": torch.get_num_threads(),
     }
     command = list(args.argv)
-    ckpt = save_checkpoint(
-        args.out / "model.pt", model, model_name=args.model, in_channels=data.in_channels,
-        num_classes=data.num_classes, dataset=data.describe(), metrics=metrics,
-        extra={"train_config": result.config, "command": command},
-    )  # fmt: skip
+    ckpt = save_dense(args.out / "model.pt", model, spec, data, metrics=metrics,
+                      extra={"train_config": result.config, "command": command})  # fmt: skip
     write_json(
         args.out / "metrics.json",
         {
@@ -156,6 +224,7 @@ def _run_train(args: argparse.Namespace) -> int:
             "torch_version": str(torch.__version__),
             "cpu_count": os.cpu_count(),
         },
+        allow_nan=False,  # strict JSON, like the checkpoint's metadata
     )
     minutes, seconds = divmod(wall, 60)
     print(
@@ -168,7 +237,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="train",
-    help="train a zoo model on a dataset; writes model.pt and metrics.json to --out",
+    help="train a model (zoo, tv:NAME or package.module:function) on a dataset; writes "
+    "model.pt and metrics.json to --out",
     configure=_configure_train,
     run=_run_train,
 )

@@ -37,10 +37,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
 
-def write_json(path: str | os.PathLike[str], obj: Any, sort_keys: bool = False) -> Path:
+def write_json(
+    path: str | os.PathLike[str], obj: Any, sort_keys: bool = False, allow_nan: bool = True
+) -> Path:
     """Write ``obj`` as indented JSON atomically; fails before touching ``path`` if not JSON.
 
     Keys keep their insertion order unless ``sort_keys`` (unit names stay in execution order).
+    ``allow_nan=False`` makes NaN and infinities a ``ValueError`` (strict JSON, which other
+    tools read) instead of writing the non-standard ``NaN`` / ``Infinity``.
     """
-    text = json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=True) + "\n"
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=allow_nan) + "\n"
     return atomic_write_text(path, text)
