@@ -43,14 +43,10 @@ def save_pruned(
     architecture when called with ``builder_kwargs``; without it, ``load_pruned``
     needs a freshly built dense model.
     """
-    shapes = {
-        name: {a: int(getattr(m, a)) for a in _SHAPE_ATTRS if isinstance(getattr(m, a, None), int)}
-        for name, m in model.named_modules()
-    }
     payload = {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "shapes": {k: v for k, v in shapes.items() if v},
+        "shapes": layer_shapes(model),
         "history": json.dumps(getattr(model, HISTORY_ATTR, [])),
         "builder": builder,
         "builder_kwargs": json.dumps(dict(builder_kwargs or {})),
@@ -90,7 +86,7 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None) -> nn.M
         base = _call_builder(payload["builder"], payload["builder_kwargs"])
     else:
         raise PruningError(f"{path} records no builder: pass a freshly built dense model as model=")
-    _resize_like(base, payload["state_dict"], payload["shapes"])
+    resize_like(base, payload["state_dict"], payload["shapes"])
     try:
         base.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
@@ -108,8 +104,20 @@ def _call_builder(target: str, kwargs: Mapping[str, Any]) -> nn.Module:
     return fn(**kwargs)
 
 
-def _resize_like(model: nn.Module, state: Mapping[str, torch.Tensor], shapes: Mapping) -> None:
-    """Give every parameter and buffer of ``model`` the shape it has in ``state``."""
+def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
+    """The size attributes of every layer (``in_channels``, ``out_features``, ...): what
+    :func:`resize_like` sets on a freshly built dense model besides its tensors."""
+    shapes = {
+        name: {a: int(getattr(m, a)) for a in _SHAPE_ATTRS if isinstance(getattr(m, a, None), int)}
+        for name, m in model.named_modules()
+    }
+    return {k: v for k, v in shapes.items() if v}
+
+
+def resize_like(model: nn.Module, state: Mapping[str, torch.Tensor], shapes: Mapping) -> None:
+    """Give every parameter and buffer of ``model`` (in place) the shape it has in
+    ``state`` and every layer the size attributes of ``shapes`` (:func:`layer_shapes`
+    of the pruned model), so ``model.load_state_dict(state)`` fits."""
     modules = dict(model.named_modules())
     for key, saved in state.items():
         owner_name, _, attr = key.rpartition(".")
