@@ -328,7 +328,8 @@ def test_kill_during_step_2_then_resume_finishes_without_redoing_step_1(tmp_path
     step2 = out / "step-2-0.50"
     try:
         deadline = time.monotonic() + 600
-        while not (step2 / "checkpoint.zip").is_file():
+        # history.csv follows checkpoint.zip at the same safe point: both, then kill
+        while not (step2 / "checkpoint.zip").is_file() or not (step2 / "history.csv").is_file():
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.02)
