@@ -65,7 +65,9 @@ def _count(x: float) -> str:
 def trajectory_rows(m: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per point of the path: the original network, then every step."""
     d = m["dense"]
-    rows = [("dense", "1", "", "", "", _count(d["macs"]), "1.000", "1.000", "", _pct(d["top1"]))]
+    rows: list[tuple[str, ...]] = [
+        ("dense", "1", "", "", "", _count(d["macs"]), "1.000", "1.000", "", _pct(d["top1"]))
+    ]
     for s in m["steps"]:
         rows.append((str(s["index"]), f"{s['target_ratio']:g}", f"{s['step_ratio']:.4g}",
                      s["agent"], str(s["episodes"]), _count(s["macs"]),
