@@ -74,14 +74,20 @@ class Checkpoint:
         return dict(self.metadata["model"])
 
     def build_model(self) -> nn.Module:
-        """Rebuild the model and load the weights (strictly), in eval mode on the CPU."""
+        """Rebuild the model and load the weights (strictly), in eval mode on the CPU.
+
+        A checkpoint of a pruned model records its layers' sizes (``shapes``): the dense
+        architecture is built, then resized to them before the weights are loaded."""
         from prunegym.experiments.models import build_model
+        from prunegym.pruners.io import resize_like
 
         spec = self.model_spec
         model = build_model(
             spec["name"], spec.get("in_channels"), spec.get("num_classes"),
             **dict(spec.get("kwargs") or {}),
         )  # fmt: skip
+        if self.metadata.get("shapes"):
+            resize_like(model, self.state_dict, self.metadata["shapes"])
         check_fits(model, self.state_dict, f"{self.path}: weights do not fit {spec['name']}")
         model.load_state_dict(self.state_dict)
         return model.eval()
@@ -98,6 +104,7 @@ def save_checkpoint(
     dataset: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    pruned: bool = False,
 ) -> Path:
     """Save ``model``'s weights (on CPU) and metadata to ``path`` atomically.
 
@@ -105,7 +112,11 @@ def save_checkpoint(
     ``build_model`` needs to rebuild it (``None``: not passed; an import-path model gets
     only what its function takes). ``dataset`` is usually ``DataSplits.describe()``;
     ``metrics`` and ``extra`` any plain JSON data (test accuracy, history, command line).
+    ``pruned``: ``model`` is the named architecture with fewer channels; its layer sizes
+    are recorded (``shapes``) so :meth:`Checkpoint.build_model` rebuilds it.
     """
+    from prunegym.pruners.io import layer_shapes
+
     spec: dict[str, Any] = {"name": model_name, "in_channels": in_channels,
                             "num_classes": num_classes}  # fmt: skip
     if model_kwargs:
@@ -115,6 +126,7 @@ def save_checkpoint(
         "dataset": _plain(dict(dataset or {}), "dataset"),
         "metrics": _plain(dict(metrics or {}), "metrics"),
         "extra": _plain(dict(extra or {}), "extra"),
+        **({"shapes": layer_shapes(model)} if pruned else {}),
         "prunegym_version": prunegym_version(),
         "torch_version": str(torch.__version__),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

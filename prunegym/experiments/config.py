@@ -129,13 +129,24 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Where and how the run is written."""
+    """Where and how the run is written.
+
+    ``schedule`` makes ``prunegym run`` prune iteratively: one search, apply and
+    fine-tune per budget, each a ratio of the ORIGINAL dense cost, strictly decreasing
+    (``[0.7, 0.5, 0.3]``; see :mod:`prunegym.experiments.schedule`). ``epochs_per_step``:
+    fine-tuning epochs after each step (``None``: the export's ``--epochs``).
+    ``restart_agent``: each step starts a fresh RL agent instead of carrying the previous
+    step's agent over.
+    """
 
     out: str | None = None
     checkpoint_every: int = 10
     tensorboard: bool = True
     progress: bool = True
     threads: int | None = None
+    schedule: list[float] | None = None
+    epochs_per_step: int | None = None
+    restart_agent: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +228,11 @@ def _check(value: Any, hint: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _check(value, inner, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping, got {_type(value)}")

@@ -187,8 +187,15 @@ def _fmt(x: Any) -> str:
 
 
 def write_report_files(out: Path, metrics: dict[str, Any], history: list[dict[str, str]]) -> None:
-    """report.md and the PNG plots in ``out`` (from measured metrics and history only)."""
+    """report.md and the PNG plots in ``out`` (from measured metrics and history only);
+    a schedule's (``metrics["kind"] == "schedule"``) report shows its whole path."""
     from prunegym.experiments import plots
+
+    if metrics.get("kind") == "schedule":
+        from prunegym.experiments.schedule_report import write_schedule_report
+
+        write_schedule_report(out, metrics)
+        return
 
     units = [u["name"] for u in metrics["policy"]["units"]]
     if history:

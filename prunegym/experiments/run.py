@@ -1,6 +1,9 @@
 """``prunegym run --config FILE``: train if needed, search, then export, in one go.
 
-The run directory's lock is held from the first check to the end of the export.
+The run directory's lock is held from the first check to the end of the export. With
+``run.schedule`` set (``--set run.schedule=[0.7,0.5,0.3]``) it prunes iteratively, one
+search, apply and fine-tune per budget (:mod:`prunegym.experiments.schedule`);
+``--resume OUT`` continues an interrupted schedule in the step where it stopped.
 """
 
 from __future__ import annotations
@@ -46,14 +49,17 @@ def run_pipeline(
     resume: bool = False,
     log: Callable[[str], None] | None = None,
     notes: Sequence[str] = (),
+    extra_callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Search (training the dense model first when the config asks) and export the best;
-    returns the export's metrics. Raises :class:`SearchInterrupted` on an early stop."""
+    returns the export's metrics. Raises :class:`SearchInterrupted` on an early stop.
+    ``extra_callbacks`` go to the search (search callbacks)."""
     from prunegym.experiments.search import run_search
 
     check_config(cfg)
     with open_run_dir(Path(run_dir), resume):
-        outcome = run_search(cfg, run_dir, command=command, resume=resume, log=log, notes=notes)
+        outcome = run_search(cfg, run_dir, command=command, resume=resume, log=log, notes=notes,
+                             extra_callbacks=extra_callbacks)  # fmt: skip
         if outcome.status != "completed":
             raise SearchInterrupted(outcome.signum)
         return export_run(run_dir, options, command=command, log=log)
@@ -81,6 +87,30 @@ def run_and_print(
     return 0
 
 
+def schedule_and_print(
+    cfg: Config, out: Path, options: ExportOptions, command: Sequence[str],
+    resume: bool = False, notes: Sequence[str] = (),
+) -> int:  # fmt: skip
+    """:func:`~prunegym.experiments.schedule.run_schedule` with one line per phase, then
+    the trajectory; the exit status."""
+    import signal
+
+    from prunegym.experiments.schedule import run_schedule
+    from prunegym.experiments.schedule_report import print_schedule_summary
+
+    try:
+        metrics = run_schedule(cfg, out, options, command=command, resume=resume,
+                               log=print_phase, notes=notes)  # fmt: skip
+    except (SearchInterrupted, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", None) or signal.SIGINT
+        hint = f"; continue with: prunegym run --resume {out}" if Path(out).is_dir() else ""
+        print(f"prunegym: interrupted{hint}", file=sys.stderr)
+        return exit_status(signum)
+    print()
+    print_schedule_summary(metrics, Path(out))
+    return 0
+
+
 def _configure(p: argparse.ArgumentParser) -> None:
     add_search_arguments(p)
     add_export_arguments(p, progress_flag=False)
@@ -91,12 +121,15 @@ def _run(args: argparse.Namespace) -> int:
     check_config(cfg)
     opts = export_options(args)
     command = getattr(args, "argv", sys.argv)
+    if cfg.run.schedule is not None:
+        return schedule_and_print(cfg, run_dir, opts, command, resume=resume, notes=notes)
     return run_and_print(cfg, run_dir, opts, command, resume=resume, notes=notes)
 
 
 COMMAND = Command(
     name="run",
-    help="train if needed, search, apply the best policy for real, fine-tune, export, report",
+    help="train if needed, search, apply the best policy for real, fine-tune, export, report "
+    "(with run.schedule: once per budget, each step on the previous step's network)",
     configure=_configure,
     run=_run,
     epilog=TRUSTED_SOURCE_NOTE,

@@ -46,14 +46,10 @@ def save_pruned(
     """
     if builder is not None:
         check_builder(builder)
-    shapes = {
-        name: {a: int(getattr(m, a)) for a in _SHAPE_ATTRS if isinstance(getattr(m, a, None), int)}
-        for name, m in model.named_modules()
-    }
     payload = {
         "format": FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "shapes": {k: v for k, v in shapes.items() if v},
+        "shapes": layer_shapes(model),
         "history": json.dumps(getattr(model, HISTORY_ATTR, [])),
         "builder": builder,
         "builder_kwargs": json.dumps(dict(builder_kwargs or {})),
@@ -110,7 +106,7 @@ def load_pruned(
             f"{path} records no builder: pass a freshly built dense model as model= "
             f"or a builder callable as builder="
         )
-    _resize_like(base, payload["state_dict"], payload["shapes"])
+    resize_like(base, payload["state_dict"], payload["shapes"])
     try:
         base.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
@@ -119,8 +115,20 @@ def load_pruned(
     return base.eval()
 
 
-def _resize_like(model: nn.Module, state: Mapping[str, torch.Tensor], shapes: Mapping) -> None:
-    """Give every parameter and buffer of ``model`` the shape it has in ``state``."""
+def layer_shapes(model: nn.Module) -> dict[str, dict[str, int]]:
+    """The size attributes of every layer (``in_channels``, ``out_features``, ...): what
+    :func:`resize_like` sets on a freshly built dense model besides its tensors."""
+    shapes = {
+        name: {a: int(getattr(m, a)) for a in _SHAPE_ATTRS if isinstance(getattr(m, a, None), int)}
+        for name, m in model.named_modules()
+    }
+    return {k: v for k, v in shapes.items() if v}
+
+
+def resize_like(model: nn.Module, state: Mapping[str, torch.Tensor], shapes: Mapping) -> None:
+    """Give every parameter and buffer of ``model`` (in place) the shape it has in
+    ``state`` and every layer the size attributes of ``shapes`` (:func:`layer_shapes`
+    of the pruned model), so ``model.load_state_dict(state)`` fits."""
     modules = dict(model.named_modules())
     for key, saved in state.items():
         owner_name, _, attr = key.rpartition(".")
