@@ -261,6 +261,21 @@ def help_text(name: str | None) -> str:
     return "```text\n" + out.getvalue().rstrip() + "\n```"
 
 
+def modules(package: str | None) -> str:
+    """A ``:::`` block (docstring only) for every module of ``package`` not already
+    rendered on the page, so the API reference lists every module with what it does."""
+    import pkgutil
+
+    pkg = importlib.import_module(str(package))
+    names = sorted(f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__))
+    blocks = [
+        f"::: {name}\n    options:\n      members: false\n      heading_level: 3\n"
+        for name in names
+        if name not in _rendered_on_page and not name.rpartition(".")[2].startswith("_")
+    ]
+    return "\n".join(blocks)
+
+
 def coverage_link(_: str | None) -> str:
     """A link to the model-coverage page, when the docs have one."""
     if not (DOCS_DIR / COVERAGE_PAGE).is_file():
@@ -279,9 +294,11 @@ TABLES: dict[str, Callable[[str | None], str]] = {
     "value": value,
     "commands": commands,
     "help": help_text,
+    "modules": modules,
     "coverage-link": coverage_link,
 }
 DOCS_DIR = Path(__file__).resolve().parents[1]
+_rendered_on_page: set[str] = set()  # modules the page renders itself (``::: name``)
 
 
 # ---------------------------------------------------------------------------- mkdocs hooks
@@ -299,6 +316,8 @@ def on_config(config: Any, **kwargs: Any) -> Any:
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     """Replace every ``<!-- generated: NAME [ARG] -->`` line by its table."""
+    _rendered_on_page.clear()
+    _rendered_on_page.update(re.findall(r"^::: ([\w.]+)", markdown, re.M))
 
     def render(match: re.Match[str]) -> str:
         name = match["name"]
