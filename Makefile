@@ -1,11 +1,12 @@
-# One command each: `make test` (set up + lint + tests), `make demo` (set up + demo).
+# One command each: `make test` (set up + lint + docs + tests), `make demo` (set up + demo).
+# `make docs` builds the documentation alone into site/ (warnings are errors).
 # Both create their own virtual environment in $(VENV).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.prunegym-installed
 
-.PHONY: install demo test test-slow lint clean
+.PHONY: install demo test test-slow lint docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +23,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check prunegym tests benchmarks
 	$(VENV)/bin/ruff format --check prunegym tests benchmarks
 
-test: lint
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+test: lint docs
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build site *.egg-info
