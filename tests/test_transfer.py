@@ -64,8 +64,9 @@ def test_zero_shot_on_another_family_is_in_budget_and_deterministic(source):
     env, result = runs[0]
     kinds = {u.kind for u in env.table}
     assert env.n_units != source_env.n_units and kinds - {u.kind for u in source_env.table}
-    assert result.episodes == 1 and result.zero_shot is result.history[0] is result.best
+    assert result.episodes == 1 and result.zero_shot is result.history[0] is result.search_best
     zero = result.zero_shot
+    assert result.best.kept == zero.kept  # the held-out pick: the zero-shot policy
     budget = math.floor(Fraction(0.3) * env.table.total.macs)  # exact, no tolerance
     assert env.table.cost(zero.policy).macs <= budget
     assert zero.comparable() == runs[1][1].zero_shot.comparable()
@@ -97,7 +98,7 @@ def test_another_reward_and_budget_are_reported_and_the_baseline_is_not_carried(
     env = weight_env("smallcnn", ratio=0.4, reward="accuracy", max_sparsity=0.9)
     searcher = TransferSearcher(env, seed=0, source=path)
     assert searcher.differences == [
-        "reward_name: 'amc' (agent) -> 'accuracy' (target)",
+        "reward_name: 'retention' (agent) -> 'accuracy' (target)",
         "max_sparsity: 0.95 (agent) -> 0.9 (target)",
         "target_ratio: 0.5 (agent) -> 0.4 (target)",
     ]

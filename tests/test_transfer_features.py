@@ -62,7 +62,7 @@ def test_the_game_description_is_read_through_wrappers():
     assert d["observation_features"] == list(FEATURE_NAMES)
     assert d["action_mapping"] == game_of(wrapped).action_mapping == env.action_mapping
     assert (d["granularity"], d["round_to"], d["target_kind"]) == ("channel", 4, "macs")
-    assert (d["target_ratio"], d["max_sparsity"], d["reward_name"]) == (0.4, 0.7, "amc")
+    assert (d["target_ratio"], d["max_sparsity"], d["reward_name"]) == (0.4, 0.7, "retention")
     assert d["unit_kinds"] == [u.kind for u in env.table]
     assert d["unit_channels"] == env.table.channels.tolist() and len(d["unit_kinds"]) == env.n_units
 

@@ -56,7 +56,7 @@ def test_a_generalist_trains_exactly_and_transfers_to_a_third_model(tmp_path):
         assert len(rec.sparsities) == envs[i].n_units
         assert rec.metrics["macs_ratio"] <= envs[i].target_ratio
     agent = run.agent
-    assert agent.learning_starts == 2 * envs[0].n_units + envs[1].n_units  # 3 episodes
+    assert agent.learning_starts == 0 and agent.warmup_episodes == 3  # counted in episodes
     assert agent.buffer_size == 4 * max(e.n_units for e in envs)
     path = save_agent(run, tmp_path / "agent.zip", source=[{"model": "smallcnn"},
                                                             {"model": "vgg11"}])  # fmt: skip

@@ -23,7 +23,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from prunegym.agents.episodes import record_from_infos
 from prunegym.agents.factory import OFF_POLICY, make_agent
 from prunegym.agents.results import EpisodeRecord
-from prunegym.envs.contract import GameDescription, PruningGame, describe_game, game_of
+from prunegym.envs.contract import (
+    GameDescription,
+    HeldoutScore,
+    PruningGame,
+    describe_game,
+    game_of,
+)
+from prunegym.pruners import PruningPolicy
 
 #: Description fields every game of a :class:`MultiModelEnv` must share.
 SHARED_FIELDS = (
@@ -78,7 +85,8 @@ class MultiModelEnv(gym.Env[np.ndarray, np.ndarray]):
         return episode % len(self.envs)
 
     def episode_steps(self, start: int, count: int) -> int:
-        """Steps of episodes ``start`` .. ``start + count - 1`` (for exact training lengths)."""
+        """The most steps episodes ``start`` .. ``start + count - 1`` can take (one per
+        unit; units the wall leaves a single level are skipped, so often fewer)."""
         return sum(self._games[self.game_at(e)].n_units for e in range(start, start + count))
 
     @property
@@ -149,6 +157,9 @@ class MultiModelEnv(gym.Env[np.ndarray, np.ndarray]):
     def within_budget(self, sparsities: Any) -> bool:
         return self._game.within_budget(sparsities)
 
+    def score_heldout(self, policy: PruningPolicy) -> HeldoutScore | None:
+        return self._game.score_heldout(policy)
+
     def game_description(self) -> GameDescription:
         return cast(GameDescription, dict(self._descriptions[self.current]))
 
@@ -165,11 +176,13 @@ class GeneralistRun:
 
 
 class _EpisodeLog(BaseCallback):
-    """Collects each finished episode's record and game index."""
+    """Collects each finished episode's record and game index; stops the training after
+    ``episodes`` episodes (their step counts are only known once played)."""
 
-    def __init__(self, run: GeneralistRun) -> None:
+    def __init__(self, run: GeneralistRun, episodes: int) -> None:
         super().__init__()
         self.run = run
+        self.episodes = episodes
         self._steps: list[dict[str, Any]] = []
 
     def _on_step(self) -> bool:
@@ -179,7 +192,7 @@ class _EpisodeLog(BaseCallback):
             self.run.history.append(record_from_infos(len(self.run.history), self._steps, 0.0))
             self.run.sources.append(int(info["source"]))
             self._steps = []
-        return True
+        return len(self.run.history) < self.episodes
 
 
 def train_generalist(
@@ -194,8 +207,8 @@ def train_generalist(
 ) -> GeneralistRun:
     """Train agent ``algo`` for exactly ``episodes`` episodes on games played in turn.
 
-    ``warmup_episodes`` and ``replay_episodes`` count episodes of any game: the warm-up
-    ends with the last step of episode ``warmup_episodes - 1`` and the replay buffer
+    ``warmup_episodes`` and ``replay_episodes`` count episodes of any game: the first
+    ``warmup_episodes`` episodes act at random without updates and the replay buffer
     holds ``replay_episodes`` episodes of the largest game. Other ``agent_options`` go to
     :func:`~prunegym.agents.factory.make_agent`. Save the agent with
     :func:`~prunegym.agents.metadata.save_agent` (it records every game).
@@ -205,10 +218,8 @@ def train_generalist(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if algo in OFF_POLICY:
         agent_options.setdefault("buffer_size", int(replay_episodes) * env.max_units)
-        agent_options.setdefault("learning_starts",
-                                 env.episode_steps(0, max(int(warmup_episodes), 1)))  # fmt: skip
     agent = make_agent(algo, env, seed=seed, warmup_episodes=warmup_episodes,
                        replay_episodes=replay_episodes, **agent_options)  # fmt: skip
     run = GeneralistRun(agent, env, [], [])
-    agent.learn(env.episode_steps(0, int(episodes)), callback=_EpisodeLog(run))
+    agent.learn(env.episode_steps(0, int(episodes)), callback=_EpisodeLog(run, int(episodes)))
     return run

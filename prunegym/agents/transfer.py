@@ -165,8 +165,8 @@ class TransferSearcher(RLSearcher):
 
     def result(self) -> TransferResult:
         base = super().result()
-        return TransferResult(base.best, base.history, base.unit_names,
-                              source=dict(self.metadata or {}),
+        return TransferResult(base.best, base.history, base.unit_names, base.selection,
+                              base.actor, source=dict(self.metadata or {}),
                               differences=list(self.differences))  # fmt: skip
 
     def report(self) -> dict[str, Any]:
