@@ -91,7 +91,9 @@ def test_bench_writes_every_file(finished):
         assert r["proxy_accuracy"] == pytest.approx(summary["best_metrics"]["accuracy"])
         with (run_dir / "history.csv").open() as fh:
             hits = sum(int(row["cache_hit"]) for row in csv.DictReader(fh))
-        assert r["heldout_proxy_accuracy"] is None and r["cache_hits"] == hits
+        meta = json.loads((run_dir / "best_policy.json").read_text())["meta"]
+        assert r["heldout_proxy_accuracy"] == meta["heldout_accuracy"]
+        assert r["cache_hits"] == hits
         assert r["wall_seconds"] > 0 and r["episodes"] == 2 and r["finetune_epochs"] == 1
     # one dense model trained for the whole bench, pruned by every cell
     assert (out / "dense" / "tiny" / "model.pt").is_file()
