@@ -1,4 +1,4 @@
-# One command each: `make test` (set up + lint + docs + tests), `make demo` (set up + demo).
+# One command each: `make test` (set up + lint + mypy + docs + tests), `make demo` (set up + demo).
 # `make docs` builds the documentation alone into site/ (warnings are errors).
 # Both create their own virtual environment in $(VENV).
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.prunegym-installed
 
-.PHONY: install demo test test-slow lint docs clean
+.PHONY: install demo test test-slow lint typecheck docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check prunegym tests benchmarks
 	$(VENV)/bin/ruff format --check prunegym tests benchmarks
 
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --quiet
 
-test: lint docs
+test: lint typecheck docs
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,7 +162,8 @@ def _resized(module: nn.Module, c_in: int, c_out: int, depthwise: bool) -> nn.Mo
         return nn.Linear(c_in, c_out, bias=module.bias is not None)
     conv = module
     assert isinstance(conv, nn.modules.conv._ConvNd)
-    return type(conv)(
+    conv_class: Any = type(conv)  # the same conv class (1d/2d/3d) at the new widths
+    return conv_class(
         c_in, c_out, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
         c_out if depthwise else conv.groups, conv.bias is not None, conv.padding_mode,
     )  # fmt: skip

@@ -164,7 +164,7 @@ class ChannelPruner(MaskingPruner):
     def _graphs(self, model: nn.Module) -> dict[str, GuardedGraph]:
         """A dependency graph of ``model`` (a copy of ours) for every region with units:
         the whole model, or the submodules Torch-Pruning traces when it cannot."""
-        graphs = {}
+        graphs: dict[str, GuardedGraph] = {}
         for region in dict.fromkeys(unit.region for unit in self.table):
             if not region:
                 graphs[region] = build_graph(model, self.example_input)

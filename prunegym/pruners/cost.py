@@ -69,7 +69,8 @@ class CostModel:
     def varying(self) -> tuple[np.ndarray, np.ndarray]:
         """Per layer: whether some unit changes its input channels, its output channels."""
         varies_out = self.a_out.any(axis=1)
-        return np.where(self.depthwise, varies_out, self.a_in.any(axis=1)), varies_out
+        varies_in = np.asarray(np.where(self.depthwise, varies_out, self.a_in.any(axis=1)))
+        return varies_in, np.asarray(varies_out)
 
     def cost(self, kept: np.ndarray) -> Cost:
         kept = np.asarray(kept, dtype=np.float64)

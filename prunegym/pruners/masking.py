@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ def zero_removed(state: MaskedState, modules: Mapping[str, nn.Module], removals:
     for name, parts in removals.items():
         if not parts["out"]:
             continue
-        module = modules[name]
+        module: Any = modules[name]
         rows = torch.as_tensor(sorted(set(parts["out"])), device=module.weight.device)
         state.zero_rows(module.weight, rows)
         state.zero_rows(getattr(module, "bias", None), rows)

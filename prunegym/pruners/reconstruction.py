@@ -11,6 +11,7 @@ sub-system instead of re-running a regression over the features.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class Reconstructor:
         self.ridge = ridge
         modules = dict(model.named_modules())
         consumers = {m.name for u in table for m in u.members if m.direction == "in"}
-        self._layers: dict[str, nn.Module] = {}
+        self._layers: dict[str, Any] = {}  # nn.Conv2d | nn.Linear (typed loosely for mypy)
         for name in sorted(consumers):
             module = modules[name]
             dim = module.weight[0].numel()
@@ -107,9 +108,7 @@ class Reconstructor:
         return dense.reshape(weight.shape)
 
 
-def _features(
-    module: nn.Module, x: torch.Tensor, per_image: int, gen: torch.Generator
-) -> torch.Tensor:
+def _features(module: Any, x: torch.Tensor, per_image: int, gen: torch.Generator) -> torch.Tensor:
     """Rows of the layer's input as the weight sees them: (samples, in * kernel)."""
     if isinstance(module, nn.Linear):
         rows = x.reshape(-1, x.shape[-1])

@@ -223,7 +223,7 @@ def _layer_infos(model: nn.Module, traces: dict[str, LayerTrace]) -> list[LayerI
 
 def _weight_units(layers: list[LayerInfo], ignored: set[str]) -> list[PrunableUnit]:
     by_name = {lay.name: lay for lay in layers}
-    units = []
+    units: list[PrunableUnit] = []
     for lay in layers:
         if lay.name in ignored:
             continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ def _mismatch(module: nn.Module, probe: torch.Tensor, units: list, prefix: str) 
     try:
         graph = build_graph(scratch, probe)
         for unit in units:
-            graph.out_group(inside[_local(unit.name, prefix)], steps[unit.name]).prune()
+            graph.out_group(inside[_local(unit.name, prefix)], list(steps[unit.name])).prune()
         with preserved_mode(scratch), torch.no_grad():
             removed = scratch.eval()(probe)
     except Exception as exc:  # whatever breaks, removing the unit is not its mask
@@ -100,7 +101,7 @@ def _mismatch(module: nn.Module, probe: torch.Tensor, units: list, prefix: str) 
     return None
 
 
-def _widths(layer: nn.Module) -> tuple[int, int]:
+def _widths(layer: Any) -> tuple[int, int]:
     if isinstance(layer, nn.Linear):
         return layer.in_features, layer.out_features
     return int(layer.in_channels), int(layer.out_channels)
