@@ -64,7 +64,7 @@ def arm_config(cfg: Any, arm: str, seed: int) -> tuple[Any, int]:
 def run_arm(cfg: Any, out: Path, epochs: int, latency_repeats: int) -> dict[str, Any]:
     """Run (or read back, or resume) one arm; its final test top-1 and cost."""
     from prunegym.experiments.export import ExportOptions
-    from prunegym.experiments.run import run_pipeline
+    from prunegym.experiments.pipeline import run_pipeline
     from prunegym.experiments.schedule import SCHEDULE_FILE, run_schedule
 
     metrics_path = out / "export" / "metrics.json"

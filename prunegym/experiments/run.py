@@ -1,6 +1,5 @@
-"""``prunegym run --config FILE``: train if needed, search, then export, in one go.
-
-The run directory's lock is held from the first check to the end of the export. With
+"""``prunegym run --config FILE``: train if needed, search, then export, in one go
+(:func:`~prunegym.experiments.pipeline.run_pipeline`). With
 ``run.schedule`` set (``--set run.schedule=[0.7,0.5,0.3]``) it prunes iteratively, one
 search, apply and fine-tune per budget (:mod:`prunegym.experiments.schedule`);
 ``--resume OUT`` continues an interrupted schedule in the step where it stopped.
@@ -10,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from prunegym.experiments.arguments import (
     TRUSTED_SOURCE_NOTE,
@@ -21,48 +19,14 @@ from prunegym.experiments.arguments import (
 )
 from prunegym.experiments.commands import Command, print_phase
 from prunegym.experiments.config import Config
-from prunegym.experiments.export import (
-    ExportOptions,
-    add_export_arguments,
-    export_options,
-    export_run,
-)
+from prunegym.experiments.export import ExportOptions, add_export_arguments, export_options
+from prunegym.experiments.pipeline import SearchInterrupted, run_pipeline
 from prunegym.experiments.report import print_summary
-from prunegym.experiments.rundir import CHECKPOINT_FILE, open_run_dir
+from prunegym.experiments.rundir import CHECKPOINT_FILE
 from prunegym.experiments.signals import exit_status
 from prunegym.experiments.workload import check_config
 
-
-class SearchInterrupted(Exception):
-    """The search stopped early (Ctrl-C or SIGTERM); its checkpoint is saved."""
-
-    def __init__(self, signum: int | None) -> None:
-        super().__init__("the search was interrupted")
-        self.signum = signum
-
-
-def run_pipeline(
-    cfg: Config,
-    run_dir: Path,
-    options: ExportOptions,
-    command: Sequence[str] = (),
-    resume: bool = False,
-    log: Callable[[str], None] | None = None,
-    notes: Sequence[str] = (),
-    extra_callbacks: Sequence[Any] = (),
-) -> dict[str, Any]:
-    """Search (training the dense model first when the config asks) and export the best;
-    returns the export's metrics. Raises :class:`SearchInterrupted` on an early stop.
-    ``extra_callbacks`` go to the search (search callbacks)."""
-    from prunegym.experiments.search import run_search
-
-    check_config(cfg)
-    with open_run_dir(Path(run_dir), resume):
-        outcome = run_search(cfg, run_dir, command=command, resume=resume, log=log, notes=notes,
-                             extra_callbacks=extra_callbacks)  # fmt: skip
-        if outcome.status != "completed":
-            raise SearchInterrupted(outcome.signum)
-        return export_run(run_dir, options, command=command, log=log)
+__all__ = ["COMMAND", "SearchInterrupted", "run_and_print", "run_pipeline", "schedule_and_print"]
 
 
 def run_and_print(

@@ -38,6 +38,7 @@ from typing import Any
 
 from prunegym.experiments.config import Config, ConfigError, config_differences, load_config
 from prunegym.experiments.export import ExportOptions, load_dense
+from prunegym.experiments.pipeline import run_pipeline
 from prunegym.experiments.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -151,7 +152,7 @@ def run_schedule(
 
     ``options`` are each step's export options (its ``epochs`` replaced by
     ``run.epochs_per_step`` when set); ``extra_callbacks`` go to every step's search.
-    Raises :class:`~prunegym.experiments.run.SearchInterrupted` when a step's search
+    Raises :class:`~prunegym.experiments.pipeline.SearchInterrupted` when a step's search
     was stopped (its checkpoint saved), a :class:`ConfigError` for a schedule that
     cannot run, before any training.
     """
@@ -212,8 +213,6 @@ def _search_and_export(step_cfg: Config, step_dir: Path, opts: ExportOptions,
                        callbacks: Sequence[Any]) -> dict[str, Any]:  # fmt: skip
     """The step's run, continued where it stopped: an export already made is read back,
     a checkpoint resumed, a directory without one (killed before it) started afresh."""
-    from prunegym.experiments.run import run_pipeline
-
     metrics_path = step_dir / EXPORT_DIR / METRICS_FILE
     if metrics_path.is_file():
         return dict(json.loads(metrics_path.read_text()))
