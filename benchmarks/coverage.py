@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/coverage.py [--out docs/coverage.md] [--models tv:resnet18 ...]
                                   [--no-timm] [--timeout 900]
+    python benchmarks/coverage.py --render   # the Markdown again, from the raw results
 
 Every model is built with random weights and 10 classes, fed a seeded input of 64 px
 (224 px for transformers, 96 px for Inception v3), and given a LayerTable; then a
@@ -13,6 +14,7 @@ time, with a timeout), so one crash or hang cannot stop the sweep. The result is
 Markdown table: family, units, frozen layers and why, the smallest MACs ratio the
 units reach (every unit at the environment's default max_sparsity 0.8), status and
 seconds. The largest variants are skipped for time and memory (listed in the file).
+The raw results (one JSON object per model) go next to it (``coverage.jsonl``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from prunegym.utils.files import atomic_write_text
 
 SPARSITY, ROUND_TO, FLOOR_SPARSITY = 0.3, 8, 0.8
 TRANSFORMERS = ("vit_", "swin_", "maxvit", "deit", "mobilevit")
@@ -142,7 +146,8 @@ def frozen_reasons(frozen: dict[str, str], module_names: list[str]) -> dict[str,
     pattern = re.compile("|".join(rf"(?<![\w.]){re.escape(n)}(?![\w.])" for n in names))
 
     def generic(why: str) -> str:
-        return pattern.sub("X", why) if names else why
+        why = pattern.sub("X", why) if names else why
+        return re.sub(r"\(\d+(?:, \d+)*\)", "(shape)", why)
 
     return dict(Counter(generic(why) for why in frozen.values()).most_common())
 
@@ -160,17 +165,27 @@ def family(name: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| family | model | px | units | frozen layers and why | MACs floor | status | s |\n"
-            "|---|---|---|---|---|---|---|---|")  # fmt: skip
+    head = ("| family | model | px | units | frozen layers and why | MACs at 30 % | MACs floor "
+            "| status | s |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     lines = [head]
     for r in rows:
         status = r["status"] if r["status"] == "pass" else f"{r['status']}: {r.get('reason', '')}"
         floor = f"{r['floor_ratio']:.3f}" if "floor_ratio" in r else "-"
+        at_policy = f"{r['macs_ratio']:.3f}" if "macs_ratio" in r else "-"
         frozen = frozen_summary(r.get("frozen", {}))
         lines.append(f"| {family(r['model'])} | {r['model']} | {r.get('side', '')} | "
-                     f"{r.get('units', '-')} | {frozen} | {floor} | "
+                     f"{r.get('units', '-')} | {frozen} | {at_policy} | {floor} | "
                      f"{status.replace('|', '/')} | {r['seconds']:.1f} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def group(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows by source: torchvision, timm."""
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        title = "timm" if row["model"].startswith("timm:") else "torchvision"
+        sections.setdefault(title, []).append(row)
+    return sections
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
@@ -185,8 +200,6 @@ def write_report(path: Path, sections: dict[str, list[dict[str, Any]]], command:
     import torch_pruning
     import torchvision
 
-    from prunegym.utils.files import atomic_write_text
-
     lines = [
         "# Coverage: which classification models prune",
         "",
@@ -197,7 +210,8 @@ def write_report(path: Path, sections: dict[str, list[dict[str, Any]]], command:
         f"Random weights, 10 classes, input 64 px (224 px for transformers, 96 px for "
         f"Inception v3). A uniform {SPARSITY:.0%} policy (l1, round to {ROUND_TO}) is "
         f"applied for real: **pass** means the masked network equals the physically pruned "
-        f"one and the table's MACs equal a count on the pruned model. *MACs floor*: the "
+        f"one and the table's MACs equal a count on the pruned model. *MACs at 30 %*: the "
+        f"pruned model's MACs as a fraction of the dense model's. *MACs floor*: the "
         f"MACs ratio with every unit at sparsity {FLOOR_SPARSITY} (the environment's default "
         f"maximum). *s*: seconds for build, table, apply and checks on a shared machine.",
         "",
@@ -216,10 +230,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", help="tv:<name> or timm:<name> (default: all)")
     parser.add_argument("--no-timm", action="store_true", help="torchvision only")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per model")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="rewrite the Markdown from the raw results, running nothing",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one model, JSON out
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(check_one(args.one)), flush=True)
+        return 0
+    raw = args.out.with_suffix(".jsonl")
+    if args.render:
+        rows = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
+        write_report(args.out, group(rows), "python benchmarks/coverage.py")
         return 0
     names = args.models or [n for n in torchvision_models() if n not in SKIPPED]
     if not args.models and not args.no_timm:
@@ -229,13 +253,13 @@ def main(argv: list[str] | None = None) -> int:
             names += [f"timm:{n}" for n in TIMM_MODELS]
         except ImportError:
             print("timm is not installed (pip install prunegym[timm]): torchvision only")
-    sections: dict[str, list[dict[str, Any]]] = {}
+    rows = []
     for name in names:
-        row = run_child(name, args.timeout)
-        title = "timm" if name.startswith("timm:") else "torchvision"
-        sections.setdefault(title, []).append(row)
+        rows.append(row := run_child(name, args.timeout))
         print(f"{name:32s} {row['status']:8s} {row.get('units', '-'):>4} units "
               f"{row['seconds']:7.1f} s {row.get('reason', '')[:100]}", flush=True)  # fmt: skip
+    atomic_write_text(raw, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    sections = group(rows)
     write_report(args.out, sections, "python benchmarks/coverage.py")
     print(f"wrote {args.out}: " + "; ".join(f"{t} {summary(r)}" for t, r in sections.items()))
     return 0
