@@ -54,7 +54,6 @@ __all__ = [
     "add_export_arguments",
     "export_options",
     "export_run",
-    "uniform_sparsity",
 ]
 
 BUILDER = "prunegym.experiments.models:build_model"
@@ -123,27 +122,13 @@ def missing_onnx_package() -> str | None:
 
 
 # ---------------------------------------------------------------------------- uniform baseline
-def uniform_sparsity(env: Any, tol: float = 1e-4) -> float | None:
-    """The smallest single sparsity for every unit that meets the env's budget (None when
-    even the largest one does not). The one place export solves the uniform policy."""
-    base = env.unwrapped
-    n = base.n_units
-    lo, hi = float(base.min_sparsity), float(base.max_sparsity)
-    if base.cost_ratio([hi] * n) > base.target_ratio:
-        return None
-    while hi - lo > tol:
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if base.cost_ratio([mid] * n) <= base.target_ratio else (mid, hi)
-    return hi
-
-
 def _uniform_policy(env: Any, round_to: int) -> dict[str, Any] | None:
     """The uniform policy of the same budget: its sparsity and each unit's kept count."""
     import numpy as np
 
-    s = uniform_sparsity(env)
-    if s is None:
-        return None
+    from prunegym.agents import uniform_sparsity  # the one bisection (on rounded counts)
+
+    s = uniform_sparsity(env)  # always in budget: max_sparsity everywhere meets it
     table = env.unwrapped.table
     kept = table.kept_counts(np.full(len(table), s), round_to)
     return {"sparsity": s, "kept": dict(zip(table.names, kept.tolist(), strict=True))}
