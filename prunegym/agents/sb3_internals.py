@@ -57,6 +57,17 @@ class AMCExplorationMixin(_Host):
     - ``critic_learning_rate`` (when set) is the critic's, ``learning_rate`` the actor's.
     """
 
+    def __init__(
+        self,
+        *args: Any,
+        critic_learning_rate: float | None = None,
+        warmup_episodes: int = 0,
+        **kwargs: Any,
+    ):
+        self.critic_learning_rate = critic_learning_rate
+        self.warmup_episodes = int(warmup_episodes)
+        super().__init__(*args, **kwargs)  # the SB3 algorithm after the mixin in the MRO
+
     critic_learning_rate: float | None = None
     warmup_episodes: int = 0
 
@@ -90,43 +101,10 @@ class AMCExplorationMixin(_Host):
 class AMCDDPG(AMCExplorationMixin, DDPG):
     """SB3's DDPG with AMC's exploration (see :class:`AMCExplorationMixin`)."""
 
-    def __init__(
-        self,
-        *args: Any,
-        critic_learning_rate: float | None = None,
-        warmup_episodes: int = 0,
-        **kwargs: Any,
-    ):
-        self.critic_learning_rate = critic_learning_rate
-        self.warmup_episodes = int(warmup_episodes)
-        super().__init__(*args, **kwargs)
-
 
 class AMCTD3(AMCExplorationMixin, TD3):
     """SB3's TD3 with AMC's exploration."""
 
-    def __init__(
-        self,
-        *args: Any,
-        critic_learning_rate: float | None = None,
-        warmup_episodes: int = 0,
-        **kwargs: Any,
-    ):
-        self.critic_learning_rate = critic_learning_rate
-        self.warmup_episodes = int(warmup_episodes)
-        super().__init__(*args, **kwargs)
-
 
 class AMCSAC(AMCExplorationMixin, SAC):
     """SB3's SAC with AMC's warm-up and optional extra noise."""
-
-    def __init__(
-        self,
-        *args: Any,
-        critic_learning_rate: float | None = None,
-        warmup_episodes: int = 0,
-        **kwargs: Any,
-    ):
-        self.critic_learning_rate = critic_learning_rate
-        self.warmup_episodes = int(warmup_episodes)
-        super().__init__(*args, **kwargs)
