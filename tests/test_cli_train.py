@@ -105,7 +105,7 @@ def test_console_entry_point_runs_as_a_module(tmp_path: Path) -> None:
         (["--model", "resnet21"], ["unknown model 'resnet21'", "resnet20"]),
         (["--model", "tv:nope"], ["unknown torchvision model 'nope'"]),
         (["--model", "smallcnn", "--dataset", "mnist"], ["unknown dataset 'mnist'", "digits"]),
-        (["--model", "smallcnn", "--epochs", "0"], ["--epochs", "positive integer"]),
+        (["--model", "smallcnn", "--epochs", "0"], ["--epochs", "must be >= 1"]),
         (["--model", "smallcnn", "--epochs", "-3"], ["--epochs"]),
         (["--model", "smallcnn", "--epochs", "two"], ["--epochs", "'two'"]),
         (["--model", "smallcnn", "--optimizer", "adam"], ["invalid choice: 'adam'"]),

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prunegym.experiments.arguments import TRUSTED_SOURCE_NOTE
+from prunegym.experiments.arguments import TRUSTED_SOURCE_NOTE, int_at_least
 from prunegym.experiments.commands import Command
 from prunegym.experiments.config import (
     Config,
@@ -34,16 +34,6 @@ from prunegym.experiments.config import (
     load_config,
 )
 from prunegym.experiments.rundir import MODES
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -71,7 +61,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--episodes",
-        type=_non_negative_int,
+        type=int_at_least(0),
         default=0,
         metavar="K",
         help="fine-tune episodes after the zero-shot one (0: zero-shot only)",
