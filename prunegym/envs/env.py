@@ -21,7 +21,7 @@ from prunegym.envs.evaluator import (
     canonical_device,
     evaluator_from_data,
 )
-from prunegym.envs.game import WalledGame, check_bounds
+from prunegym.envs.game import WalledGame, check_bounds, check_round_to
 from prunegym.envs.observation import (
     FEATURE_NAMES,
     FEATURE_VERSION,
@@ -185,7 +185,7 @@ class PruningEnv(WalledGame):
         self.render_mode = render_mode
         self.granularity = granularity
         self.importance = str(self.settings["importance"])
-        self.round_to = _check_round_to(granularity, target, self.settings["round_to"])
+        self.round_to = check_round_to(granularity, target, self.settings["round_to"])
         self.device = canonical_device(device)
         self.reward_fn = make_reward(self.settings["reward"], reward_weights)
         if evaluator is not None and evaluator_options:
@@ -377,21 +377,6 @@ class WeightPruningEnv(PruningEnv):
         if kwargs.pop("granularity", "weight") != "weight":
             raise ValueError("WeightPruning-v0 prunes weights; use ChannelPruning-v0 for channels")
         super().__init__(model, data, granularity="weight", **kwargs)
-
-
-def _check_round_to(granularity: str, target: str, round_to: int | None) -> int:
-    if granularity == "weight":
-        if round_to not in (None, 1):
-            raise ValueError(f"weight pruning does not round; round_to must be 1, got {round_to}")
-        if target == "latency":
-            raise ValueError("a latency target needs channel pruning: unstructured sparsity "
-                             "does not make dense kernels faster")  # fmt: skip
-        return 1
-    if round_to is None:
-        return 8
-    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
-        raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
-    return round_to
 
 
 def _latency_options(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:

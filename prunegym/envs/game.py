@@ -274,3 +274,19 @@ class WalledGame(gym.Env[np.ndarray, np.ndarray]):
     def _finish(self) -> tuple[float, dict[str, Any]]:
         """Score the finished episode: (reward, the terminal info's keys beyond the step's)."""
         raise NotImplementedError
+
+
+def check_round_to(granularity: str, target: str, round_to: int | None) -> int:
+    """The rounding multiple of kept counts: 1 for weight pruning, 8 by default."""
+    if granularity == "weight":
+        if round_to not in (None, 1):
+            raise ValueError(f"weight pruning does not round; round_to must be 1, got {round_to}")
+        if target == "latency":
+            raise ValueError("a latency target needs channel pruning: unstructured sparsity "
+                             "does not make dense kernels faster")  # fmt: skip
+        return 1
+    if round_to is None:
+        return 8
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
+    return round_to

@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,23 +81,32 @@ def open_run_dir(run_dir: Path, resume: bool) -> Iterator[bool]:
             raise ConfigError(f"{run_dir} is not a search run directory (no {CONFIG_FILE})")
         if not (run_dir / CHECKPOINT_FILE).is_file():
             raise ConfigError(f"{run_dir} has no {CHECKPOINT_FILE} to resume from")
-    created = not run_dir.exists()
-    top = run_dir  # the outermost directory made here: removed on failure
+    with locked_dir(run_dir, keep=lambda: (run_dir / CHECKPOINT_FILE).exists()) as created:
+        if not resume and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+            raise ConfigError(f"run directory {run_dir} already exists; use --resume "
+                              f"{run_dir} to continue it or choose another --out")  # fmt: skip
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass  # writable, for real (permissions, read-only mounts)
+        yield created
+
+
+@contextlib.contextmanager
+def locked_dir(path: Path, keep: Callable[[], bool]) -> Iterator[bool]:
+    """Create ``path`` (and missing parents) if needed and hold its lock; yields whether it
+    was created here. On a failure a directory created here (from its outermost new
+    parent) is removed, unless ``keep()`` says it already holds something to resume."""
+    created = not path.exists()
+    top = path  # the outermost directory made here
     while not top.parent.exists():
         top = top.parent
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_dir_lock(run_dir):
+    path.mkdir(parents=True, exist_ok=True)
+    with run_dir_lock(path):
         ok = False
         try:
-            if not resume and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
-                raise ConfigError(f"run directory {run_dir} already exists; use --resume "
-                                  f"{run_dir} to continue it or choose another --out")  # fmt: skip
-            with tempfile.TemporaryFile(dir=run_dir):
-                pass  # writable, for real (permissions, read-only mounts)
             yield created
             ok = True
         finally:
-            if not ok and created and not (run_dir / CHECKPOINT_FILE).exists():
+            if not ok and created and not keep():
                 shutil.rmtree(top, ignore_errors=True)  # still locked: no one else in it
 
 

@@ -47,6 +47,7 @@ from prunegym.experiments.rundir import (
     RESUMABLE_KEYS,
     SUMMARY_FILE,
     check_writable_dir,
+    locked_dir,
     read_json,
     write_config,
     write_run_info,
@@ -96,21 +97,10 @@ def preflight(cfg: Config) -> Floor:
 def _open_schedule_dir(out: Path, resume: bool) -> Iterator[None]:
     """Create (or reopen) the schedule directory and hold its lock; a failure before any
     step saved a checkpoint removes a directory created here."""
-    created = not out.exists()
-    top = out
-    while not top.parent.exists():
-        top = top.parent
-    out.mkdir(parents=True, exist_ok=True)
-    with run_dir_lock(out):
-        ok = False
-        try:
-            if not resume and (out / SCHEDULE_FILE).exists():  # made meanwhile by another
-                raise ConfigError(f"run directory {out} already exists; use --resume {out}")
-            yield
-            ok = True
-        finally:
-            if not ok and created and not any(out.glob(f"step-*/{CHECKPOINT_FILE}")):
-                shutil.rmtree(top, ignore_errors=True)
+    with locked_dir(out, keep=lambda: any(out.glob(f"step-*/{CHECKPOINT_FILE}"))):
+        if not resume and (out / SCHEDULE_FILE).exists():  # made meanwhile by another
+            raise ConfigError(f"run directory {out} already exists; use --resume {out}")
+        yield
 
 
 def _check_target_dir(out: Path, cfg: Config, resume: bool) -> dict[str, Any]:

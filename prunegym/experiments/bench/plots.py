@@ -68,11 +68,12 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
         dense = [r["dense_test_top1"] for r in group if r.get("dense_test_top1") is not None]
         if dense:
             ax.axhline(100 * float(np.mean(dense)), color="black", ls="--", lw=1, label="dense")
-        ax.set_xlabel(f"achieved {target} ratio (pruned / dense)")
-        ax.set_ylabel("test top-1 % after fine-tuning")
-        ax.set_title(f"{workload}: accuracy vs {target}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _label(
+            ax,
+            f"achieved {target} ratio (pruned / dense)",
+            "test top-1 % after fine-tuning",
+            f"{workload}: accuracy vs {target}",
+        )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -119,10 +120,20 @@ def plot_curves(rows: Sequence[Row], histories: Mapping[str, Sequence[Mapping[st
             lows.append(low[length // 10 :])
             highs.append(high)
         _focus(ax, lows, highs)
-        ax.set_xlabel("episode (evaluated candidates)")
-        ax.set_ylabel("best reward so far")
-        ax.set_title(f"{workload}: {target} ≤ {ratio:g}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _label(
+            ax,
+            "episode (evaluated candidates)",
+            "best reward so far",
+            f"{workload}: {target} ≤ {ratio:g}",
+        )
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _label(ax: Any, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, title, a light grid and a small legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
