@@ -12,7 +12,7 @@ from prunegym.experiments.bench.config import load_bench_config
 from prunegym.experiments.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL = ["ddpg", "td3", "sac", "ppo", "random", "uniform", "evolution"]
+ALL = ["ddpg", "td3", "sac", "ppo", "random", "uniform", "evolution", "cmaes"]
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def _repo_root(monkeypatch):
 def test_quick_config_is_every_searcher_on_digits_with_three_seeds(tmp_path):
     cfg = load_bench_config("configs/bench-quick.yaml")
     cells = expand(cfg, tmp_path)
-    assert len(cells) == 7 * 3
+    assert len(cells) == len(ALL) * 3
     assert sorted({c.searcher for c in cells}) == sorted(ALL)
     assert {c.seed for c in cells} == {0, 1, 2}
     dense = str((tmp_path / "dense" / "digits" / "model.pt").resolve())
@@ -37,7 +37,9 @@ def test_quick_config_is_every_searcher_on_digits_with_three_seeds(tmp_path):
         assert s.search.options == expected
     assert len({c.run_dir(tmp_path) for c in cells}) == len(cells)
     # seeds before searchers: a cut bench has every searcher at the first seed
-    assert [c.searcher for c in cells[:7]] == ALL and {c.seed for c in cells[:7]} == {0}
+    assert [c.searcher for c in cells[: len(ALL)]] == ALL and {
+        c.seed for c in cells[: len(ALL)]
+    } == {0}
 
 
 @pytest.fixture
@@ -51,11 +53,21 @@ def fake_checkpoint(tmp_path) -> dict:
 def test_resnet20_config_is_three_ratios_of_every_searcher(tmp_path, fake_checkpoint):
     cfg = load_bench_config("configs/bench-resnet20-fmnist.yaml", fake_checkpoint)
     cells = expand(cfg, tmp_path / "out")
-    assert len(cells) == 3 * 7 * 3
+    assert len(cells) == 3 * len(ALL) * 3
     assert sorted({c.config.env.ratio for c in cells}) == [0.3, 0.5, 0.7]
     assert {c.config.search.episodes for c in cells} == {300}
     assert cfg.finetune_epochs == 5 and sorted(cfg.searchers) == sorted(ALL)
     assert not (tmp_path / "out").exists()  # expanding writes nothing
+
+
+def test_resnet20_half_column_config_is_every_searcher_at_half_the_macs(tmp_path, fake_checkpoint):
+    cfg = load_bench_config("configs/bench-resnet20-fmnist-050.yaml", fake_checkpoint)
+    cells = expand(cfg, tmp_path / "out")
+    assert len(cells) == len(ALL) * 3 and sorted(cfg.searchers) == sorted(ALL)
+    assert {(c.config.env.ratio, c.config.search.episodes) for c in cells} == {(0.5, 100)}
+    assert (cfg.finetune_epochs, cfg.finetune_samples) == (1, 10000)
+    warm = {c.searcher: c.config.search.options.get("warmup_episodes") for c in cells}
+    assert warm["ddpg"] == warm["td3"] == warm["sac"] == 30
 
 
 def test_importance_config_is_an_importance_axis(tmp_path, fake_checkpoint):
