@@ -20,6 +20,7 @@ import torch
 from conftest import make_model
 
 from prunegym import load_pruned
+from prunegym.agents.sb3_internals import finished_episodes
 from prunegym.experiments.checkpoint import load_checkpoint, save_checkpoint
 from prunegym.experiments.cli import main
 from prunegym.experiments.config import ConfigError, load_config
@@ -78,6 +79,8 @@ class FirstEpisodeAgent:
             "params": {k: v.detach().clone() for k, v in agent.policy.state_dict().items()},
             "buffer_size": agent.buffer_size,
             "n_units": searcher.game.n_units,
+            "warmup_left": agent.warmup_episodes - finished_episodes(agent),
+            "noise_warmup_left": agent.action_noise.warmup_episodes - finished_episodes(agent),
         })  # fmt: skip
         self._taken = True
 
@@ -109,7 +112,8 @@ def carried(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, First
     spy = FirstEpisodeAgent()
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, "onnxscript", None)
-        metrics = run_schedule(_config("run.schedule=[0.7,0.5]"), out, OPTIONS,
+        metrics = run_schedule(_config("run.schedule=[0.7,0.5]", "run.step_warmup_episodes=2"),
+                               out, OPTIONS,
                                command=["test"], extra_callbacks=[spy])  # fmt: skip
     return out, metrics, spy
 
@@ -145,6 +149,10 @@ def test_step_ratio_keeps_the_budget_of_the_original_network_exactly() -> None:
         (["run.schedule=[0.7,0.5]", "env.granularity=weight"], "needs env.granularity channel"),
         (["run.schedule=[0.7,0.5]", "env.target=latency"], "needs env.target macs or params"),
         (["run.schedule=[0.7,0.5]", "run.epochs_per_step=-1"], "epochs_per_step must be >= 0"),
+        (
+            ["run.schedule=[0.7,0.5]", "run.step_warmup_episodes=-1"],
+            "step_warmup_episodes must be >= 0",
+        ),
     ],
 )
 def test_bad_schedules_are_one_line_errors(overrides, message) -> None:
@@ -162,7 +170,14 @@ def test_later_steps_carry_the_agent_over_unless_restarted(tmp_path) -> None:
 
     carried = step_config(base, 2, 0.74, tmp_path / "step-2-0.50", previous)
     assert carried.search.agent == "transfer"
-    assert carried.search.options == {"replay_episodes": 50, "source": str(previous)}
+    assert carried.search.options == {
+        "replay_episodes": 50,
+        "source": str(previous),
+        "warmup_episodes": 5,
+    }  # run.step_warmup_episodes' default
+    short = step_config(base.replace(**{"run.step_warmup_episodes": 0}), 2, 0.74,
+                        tmp_path / "step-2-0.50", previous)  # fmt: skip
+    assert short.search.options["warmup_episodes"] == 0
     assert carried.workload.checkpoint == str(previous / STEP_MODEL_FILE)
     assert carried.env.ratio == 0.74
 
@@ -271,8 +286,14 @@ def test_the_agent_of_step_2_starts_from_step_1s(carried) -> None:
     assert not _same(first["params"], final_of_step_1)  # step 1 learnt something
     assert _same(second["params"], final_of_step_1)
     assert second["buffer_size"] == 100 * second["n_units"]  # fresh, sized to this network
+    # step 1: the config's warm-up; step 2: run.step_warmup_episodes random episodes
+    # after its zero-shot one, the noise decaying only after them
+    assert (first["warmup_left"], second["warmup_left"]) == (1, 2)
+    assert second["noise_warmup_left"] == 2
     report = json.loads((out / "step-2-0.50" / "transfer.json").read_text())
     assert report["from"] == str((out / "step-1-0.70").resolve())
+    assert report["fine_tune"]["warmup_episodes"] == 2
+    assert "2 warm-up episode(s) at each later step" in (out / "export" / "report.md").read_text()
 
 
 def test_the_report_shows_the_whole_path(carried, capsys) -> None:
@@ -308,6 +329,7 @@ def test_restart_agent_starts_step_2_from_a_fresh_agent(carried, tmp_path, no_on
     metrics = run_schedule(cfg, here, OPTIONS, resume=True, extra_callbacks=[fresh])
     (second,) = fresh.seen
     assert second["searcher"] == "ddpg" and metrics["steps"][1]["agent"] == "ddpg"
+    assert second["warmup_left"] == 1  # the config's full warm-up, not the step's short one
     assert _same(second["params"], spy.seen[0]["params"])  # the same fresh start as step 1
     assert not (here / "step-2-0.50" / "transfer.json").exists()
     assert "a fresh agent at every step" in (here / "export" / "report.md").read_text()

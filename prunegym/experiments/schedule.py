@@ -6,7 +6,9 @@ best policy for real, fine-tune for ``run.epochs_per_step`` epochs, evaluate, re
 on the network step ``k - 1`` left, at the budget of the schedule's ``k``-th value of
 the ORIGINAL dense cost (:mod:`~prunegym.experiments.schedule_plan` states the budget
 semantics and its checks). An RL agent carries over from step to step (searcher
-``transfer`` from the previous step's directory) unless ``run.restart_agent``.
+``transfer`` from the previous step's directory: a fresh replay buffer sized to the new
+network's units, a short warm-up of ``run.step_warmup_episodes`` random episodes) unless
+``run.restart_agent`` (a fresh agent, its full warm-up, at every step).
 
 Schedule directory::
 
@@ -123,7 +125,9 @@ def _check_target_dir(out: Path, cfg: Config, resume: bool) -> dict[str, Any]:
 def _new_state(cfg: Config, floor: Floor) -> dict[str, Any]:
     return {"format": 1, "targets": list(check_schedule(cfg)), "target": floor.kind,
             "dense_cost": floor.dense_cost, "floor_ratio": floor.ratio,
-            "restart_agent": cfg.run.restart_agent, "dense": None, "steps": []}  # fmt: skip
+            "restart_agent": cfg.run.restart_agent,
+            "step_warmup_episodes": cfg.run.step_warmup_episodes,
+            "dense": None, "steps": []}  # fmt: skip
 
 
 def run_schedule(

@@ -36,6 +36,7 @@ def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[st
         "targets": state["targets"],
         "floor_ratio": state["floor_ratio"],
         "restart_agent": state["restart_agent"],
+        "step_warmup_episodes": state.get("step_warmup_episodes"),
         "dense": state["dense"],
         "steps": steps,
         "result": {"step": last["dir"], "model": f"{EXPORT_DIR}/model.pt"},
@@ -83,7 +84,11 @@ HEADER = ("step", "budget (of dense)", "ratio of current", "searcher", "episodes
 def _agent_text(m: dict[str, Any]) -> str:
     agents = [s["agent"] for s in m["steps"]]
     if "transfer" in agents[1:]:
-        return "the RL agent carried over from step to step (searcher `transfer`)"
+        warmup = m.get("step_warmup_episodes")  # PPO has no warm-up
+        shown = warmup is not None and agents[0] != "ppo"
+        return ("the RL agent carried over from step to step (searcher `transfer`"
+                + (f", {warmup} warm-up episode(s) at each later step" if shown else "")
+                + ")")  # fmt: skip
     if m["restart_agent"]:
         return "a fresh agent at every step (`run.restart_agent: true`)"
     return f"`{agents[0]}` at every step"
