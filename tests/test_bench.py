@@ -205,6 +205,11 @@ def _episodes(run_dir: Path) -> list[list[str]]:
         ({"options": {"random": {"population": 3}}}, "has no option 'population'"),
         ({"finetune_epochs": -1}, "bench.finetune_epochs must be >= 0"),
         ({"seeds": [0, 0]}, "lists a value twice"),
+        (
+            {"overrides": {"run.schedule": [0.7, 0.5]}},
+            "run.schedule is set, but prunegym bench runs one search at one budget; prune "
+            "iteratively with prunegym run",
+        ),
     ],
 )
 def test_bad_configs_exit_2_before_any_work(tmp_path, monkeypatch, capsys, changes, message):

@@ -206,6 +206,21 @@ def test_a_pruned_checkpoint_rebuilds_the_pruned_network(tmp_path, example_input
 
 
 # ------------------------------------------------------------------ bad schedules: CLI
+@pytest.mark.parametrize("command", ["search", "transfer"])
+def test_commands_that_run_one_search_refuse_a_schedule(tmp_path, capsys, command) -> None:
+    out = tmp_path / "out"
+    sets = ["--set", "run.schedule=[0.7,0.5]"]
+    argv = {"search": ["search", "--config", str(DIGITS), *sets, "--out", str(out)],
+            "transfer": ["transfer", "--from", str(tmp_path / "absent"), "--config",
+                         str(DIGITS), *sets, "--out", str(out)]}[command]  # fmt: skip
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"prunegym: error: run.schedule is set, but prunegym {command} runs one "
+                    "search at one budget; prune iteratively with prunegym run (or unset "
+                    "run.schedule)")  # fmt: skip
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [

@@ -87,6 +87,15 @@ def check_schedule(cfg: Config) -> list[float]:
     return [float(v) for v in values]
 
 
+def refuse_schedule(cfg: Config, command: str) -> None:
+    """A one-line :class:`ConfigError` when ``run.schedule`` is set for ``prunegym
+    command``, which runs one search at one budget (only ``prunegym run`` runs schedules)."""
+    if cfg.run.schedule is not None:
+        raise ConfigError(f"run.schedule is set, but prunegym {command} runs one search at "
+                          "one budget; prune iteratively with prunegym run (or unset "
+                          "run.schedule)")  # fmt: skip
+
+
 def budget(target: float, dense_cost: int) -> int:
     """The largest cost allowed at ``target`` of ``dense_cost``: ``floor(target * dense)``
     in exact arithmetic, as the env counts it."""

@@ -34,6 +34,7 @@ from prunegym.experiments.config import (
     load_config,
 )
 from prunegym.experiments.rundir import MODES
+from prunegym.experiments.schedule_plan import refuse_schedule
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -110,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = [*args.overrides, *(["run.progress=false"] if args.no_progress else [])]
     cfg = transfer_config(args.config, args.source, args.mode, args.episodes, overrides)
+    refuse_schedule(cfg, "transfer")
     check_config(cfg)
     _check_source(args.source, args.mode)
     outcome = run_search(cfg, args.out, command=getattr(args, "argv", sys.argv))
