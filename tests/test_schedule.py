@@ -350,6 +350,52 @@ def test_restart_agent_starts_step_2_from_a_fresh_agent(carried, tmp_path, no_on
     assert "a fresh agent at every step" in (here / "export" / "report.md").read_text()
 
 
+# ------------------------------------------------------------------ export and report
+def test_export_on_a_schedule_exports_its_final_step_again(carried, tmp_path, capsys, no_onnx):
+    out, metrics, _ = carried
+    here = tmp_path / "out"  # a copy: the steps' configs still read step 1's network there
+    shutil.copytree(out, here)
+    step1_before = _files(here / "step-1-0.70")
+    argv = ["export", str(here), "--epochs", "0", "--latency-batch", "2", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"model:              {here / 'export' / 'model.pt'}" in printed
+    again = json.loads((here / "export" / "metrics.json").read_text())
+    step = json.loads((here / "step-2-0.50" / "export" / "metrics.json").read_text())
+    last = again["steps"][-1]
+    assert step["fine_tune"]["epochs"] == last["fine_tune_epochs"] == 0  # these options
+    assert last["top1"] == step["pruned"]["top1"] == last["top1_before_fine_tune"]
+    assert last["macs"] == metrics["steps"][-1]["macs"]  # the same policy, on the same network
+    assert again["steps"][0] == metrics["steps"][0]
+    assert again["export_command"] == ["prunegym", *argv]
+    assert json.loads((here / "schedule.json").read_text())["steps"][-1] == last
+    assert (here / "export" / "model.pt").read_bytes() == (
+        here / "step-2-0.50" / "export" / "model.pt"
+    ).read_bytes()
+    handed = load_checkpoint(here / "step-2-0.50" / STEP_MODEL_FILE)
+    assert handed.metadata["metrics"]["test_top1"] == last["top1"]  # the new network
+    assert _files(here / "step-1-0.70") == step1_before  # earlier steps untouched
+    assert " ".join(["prunegym", *argv]) in (here / "export" / "report.md").read_text()
+
+
+def test_export_refuses_an_unfinished_schedule(carried, tmp_path, capsys) -> None:
+    out, _, _ = carried
+    here = tmp_path / "out"
+    shutil.copytree(out, here, ignore=lambda d, names: [
+        n for n in names if Path(d) == out and n in ("step-2-0.50", "export")])  # fmt: skip
+    state = json.loads((here / "schedule.json").read_text())
+    state["steps"] = state["steps"][:1]
+    (here / "schedule.json").write_text(json.dumps(state))
+    before = _files(here)
+    assert main(["export", str(here), "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"prunegym: error: the schedule in {here} stopped after step 1 of 2; "
+                    f"finish it first: prunegym run --resume {here}")  # fmt: skip
+    assert _files(here) == before
+    with pytest.raises(ConfigError, match="is a schedule's directory: prunegym export"):
+        export_run(here, OPTIONS)
+
+
 # ------------------------------------------------------------------ kill -9, resume
 def test_kill_during_step_2_then_resume_finishes_without_redoing_step_1(tmp_path, no_onnx):
     out = tmp_path / "out"

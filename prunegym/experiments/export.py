@@ -1,4 +1,5 @@
-"""``prunegym export RUN_DIR``: turn a search into a model a user ships.
+"""Export a search: turn its best policy into a model a user ships (``prunegym export
+RUN_DIR``, :mod:`~prunegym.experiments.export_command`).
 
 The best policy is applied physically (on a copy, with the very pruner the search's
 environment used) and its batch-norm statistics are recalibrated exactly as the search's
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunegym.experiments.arguments import TRUSTED_SOURCE_NOTE
-from prunegym.experiments.commands import Command, print_phase
 from prunegym.experiments.config import Config, ConfigError, load_config
-from prunegym.experiments.report import print_summary, write_report_files
+from prunegym.experiments.report import write_report_files
 from prunegym.experiments.rundir import (
     BASE_MODEL_FILE,
     BEST_POLICY_FILE,
@@ -39,6 +37,7 @@ from prunegym.experiments.rundir import (
     EXPORT_DIR,
     METRICS_FILE,
     SUMMARY_FILE,
+    is_schedule_dir,
     read_history,
     read_json,
 )
@@ -49,7 +48,6 @@ from prunegym.utils.files import write_json
 
 __all__ = [
     "BASE_MODEL_FILE",
-    "COMMAND",
     "ExportOptions",
     "add_export_arguments",
     "export_options",
@@ -84,6 +82,10 @@ def check_run_dir(run_dir: Path) -> Config:
         raise ConfigError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"{run_dir} is not a prunegym run directory (no {CONFIG_FILE})")
+    if is_schedule_dir(run_dir):
+        raise ConfigError(f"{run_dir} is a schedule's directory: prunegym export {run_dir} "
+                          "(prunegym.experiments.schedule.export_schedule) exports its "
+                          "final step")  # fmt: skip
     if not (run_dir / BEST_POLICY_FILE).is_file():
         raise ConfigError(
             f"{run_dir} has no best policy yet (no {BEST_POLICY_FILE}): run or resume its search"
@@ -361,26 +363,3 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
     return ExportOptions(epochs=args.epochs, distill=args.distill, temperature=args.temperature,
                          lr=args.lr, latency_batch=args.latency_batch, threads=args.threads,
                          device=args.device, progress=not args.no_progress)  # fmt: skip
-
-
-def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="a run directory written by prunegym search")
-    add_export_arguments(p)
-
-
-def _run(args: argparse.Namespace) -> int:
-    opts = export_options(args)
-    metrics = export_run(args.run_dir, opts, command=getattr(args, "argv", sys.argv),
-                         log=print_phase)  # fmt: skip
-    print_summary(metrics, args.run_dir)
-    return 0
-
-
-COMMAND = Command(
-    name="export",
-    help="apply a run's best policy for real, recalibrate, fine-tune, evaluate, time, save, "
-    "ONNX (with prunegym[onnx]), report",
-    configure=_configure,
-    run=_run,
-    epilog=TRUSTED_SOURCE_NOTE,
-)

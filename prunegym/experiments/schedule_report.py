@@ -20,8 +20,10 @@ from prunegym.utils.files import atomic_write_bytes, atomic_write_text, write_js
 KIND = "schedule"  # metrics["kind"] of a schedule's export
 
 
-def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[str]) -> dict:
-    """The schedule's ``export/``: the last step's model, metrics, report and plot."""
+def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[str],
+                          export_command: Sequence[str] = ()) -> dict:  # fmt: skip
+    """The schedule's ``export/``: the last step's model, metrics, report and plot;
+    ``command`` ran the schedule, ``export_command`` (if any) exported it again."""
     steps = state["steps"]
     last = steps[-1]
     last_metrics = json.loads((out / last["dir"] / EXPORT_DIR / METRICS_FILE).read_text())
@@ -29,6 +31,7 @@ def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[st
         "kind": KIND,
         "schedule_dir": str(out),
         "command": list(command),
+        "export_command": list(export_command),
         "model": last_metrics["model"],
         "dataset": last_metrics["dataset"],
         "test_samples": last_metrics["test_samples"],
@@ -133,8 +136,9 @@ def render_schedule_report(m: dict[str, Any]) -> str:
         f"{sum(s['fine_tune_seconds'] for s in steps):.1f} s.",
         "",
     ]  # fmt: skip
-    if m.get("command"):
-        out += ["## Reproduce", "", "```", " ".join(m["command"]), "```", ""]
+    commands = [" ".join(c) for c in (m.get("command"), m.get("export_command")) if c]
+    if commands:
+        out += ["## Reproduce", "", "```", *commands, "```", ""]
     return "\n".join(out)
 
 
