@@ -13,8 +13,9 @@ config's workload and env, whose searcher is
 
 The run directory also holds ``transfer.json`` (source, checks, what differs, the
 zero-shot metrics). The target config's own ``search`` section is replaced; ``--set
-search.options.noise_sigma=0.05`` (and ``noise_decay``, ``replay_episodes``) tune the
-fine-tuning. Agent files are cloudpickle (SB3's format): use only trusted sources.
+search.options.noise_sigma=0.05`` (and ``noise_decay``, ``replay_episodes``,
+``warmup_episodes``) tune the fine-tuning. Agent files are cloudpickle (SB3's format):
+use only trusted sources.
 """
 
 from __future__ import annotations
