@@ -208,6 +208,11 @@ def _episodes(run_dir: Path) -> list[list[str]]:
         ({"finetune_samples": 0}, "bench.finetune_samples must be >= 1"),
         ({"finetune_samples": "many"}, "bench.finetune_samples"),
         ({"finetune_samples": 10**6}, "exceeds the"),
+        (
+            {"overrides": {"run.schedule": [0.7, 0.5]}},
+            "run.schedule is set, but prunegym bench runs one search at one budget; prune "
+            "iteratively with prunegym run",
+        ),
     ],
 )
 def test_bad_configs_exit_2_before_any_work(tmp_path, monkeypatch, capsys, changes, message):

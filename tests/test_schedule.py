@@ -20,6 +20,7 @@ import torch
 from conftest import make_model
 
 from prunegym import load_pruned
+from prunegym.agents.sb3_internals import finished_episodes
 from prunegym.experiments.checkpoint import load_checkpoint, save_checkpoint
 from prunegym.experiments.cli import main
 from prunegym.experiments.config import ConfigError, load_config
@@ -78,6 +79,8 @@ class FirstEpisodeAgent:
             "params": {k: v.detach().clone() for k, v in agent.policy.state_dict().items()},
             "buffer_size": agent.buffer_size,
             "n_units": searcher.game.n_units,
+            "warmup_left": agent.warmup_episodes - finished_episodes(agent),
+            "noise_warmup_left": agent.action_noise.warmup_episodes - finished_episodes(agent),
         })  # fmt: skip
         self._taken = True
 
@@ -109,7 +112,8 @@ def carried(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, First
     spy = FirstEpisodeAgent()
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, "onnxscript", None)
-        metrics = run_schedule(_config("run.schedule=[0.7,0.5]"), out, OPTIONS,
+        metrics = run_schedule(_config("run.schedule=[0.7,0.5]", "run.step_warmup_episodes=2"),
+                               out, OPTIONS,
                                command=["test"], extra_callbacks=[spy])  # fmt: skip
     return out, metrics, spy
 
@@ -145,6 +149,10 @@ def test_step_ratio_keeps_the_budget_of_the_original_network_exactly() -> None:
         (["run.schedule=[0.7,0.5]", "env.granularity=weight"], "needs env.granularity channel"),
         (["run.schedule=[0.7,0.5]", "env.target=latency"], "needs env.target macs or params"),
         (["run.schedule=[0.7,0.5]", "run.epochs_per_step=-1"], "epochs_per_step must be >= 0"),
+        (
+            ["run.schedule=[0.7,0.5]", "run.step_warmup_episodes=-1"],
+            "step_warmup_episodes must be >= 0",
+        ),
     ],
 )
 def test_bad_schedules_are_one_line_errors(overrides, message) -> None:
@@ -162,7 +170,14 @@ def test_later_steps_carry_the_agent_over_unless_restarted(tmp_path) -> None:
 
     carried = step_config(base, 2, 0.74, tmp_path / "step-2-0.50", previous)
     assert carried.search.agent == "transfer"
-    assert carried.search.options == {"replay_episodes": 50, "source": str(previous)}
+    assert carried.search.options == {
+        "replay_episodes": 50,
+        "source": str(previous),
+        "warmup_episodes": 5,
+    }  # run.step_warmup_episodes' default
+    short = step_config(base.replace(**{"run.step_warmup_episodes": 0}), 2, 0.74,
+                        tmp_path / "step-2-0.50", previous)  # fmt: skip
+    assert short.search.options["warmup_episodes"] == 0
     assert carried.workload.checkpoint == str(previous / STEP_MODEL_FILE)
     assert carried.env.ratio == 0.74
 
@@ -191,6 +206,21 @@ def test_a_pruned_checkpoint_rebuilds_the_pruned_network(tmp_path, example_input
 
 
 # ------------------------------------------------------------------ bad schedules: CLI
+@pytest.mark.parametrize("command", ["search", "transfer"])
+def test_commands_that_run_one_search_refuse_a_schedule(tmp_path, capsys, command) -> None:
+    out = tmp_path / "out"
+    sets = ["--set", "run.schedule=[0.7,0.5]"]
+    argv = {"search": ["search", "--config", str(DIGITS), *sets, "--out", str(out)],
+            "transfer": ["transfer", "--from", str(tmp_path / "absent"), "--config",
+                         str(DIGITS), *sets, "--out", str(out)]}[command]  # fmt: skip
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"prunegym: error: run.schedule is set, but prunegym {command} runs one "
+                    "search at one budget; prune iteratively with prunegym run (or unset "
+                    "run.schedule)")  # fmt: skip
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("schedule", "message"),
     [
@@ -271,8 +301,14 @@ def test_the_agent_of_step_2_starts_from_step_1s(carried) -> None:
     assert not _same(first["params"], final_of_step_1)  # step 1 learnt something
     assert _same(second["params"], final_of_step_1)
     assert second["buffer_size"] == 100 * second["n_units"]  # fresh, sized to this network
+    # step 1: the config's warm-up; step 2: run.step_warmup_episodes random episodes
+    # after its zero-shot one, the noise decaying only after them
+    assert (first["warmup_left"], second["warmup_left"]) == (1, 2)
+    assert second["noise_warmup_left"] == 2
     report = json.loads((out / "step-2-0.50" / "transfer.json").read_text())
     assert report["from"] == str((out / "step-1-0.70").resolve())
+    assert report["fine_tune"]["warmup_episodes"] == 2
+    assert "2 warm-up episode(s) at each later step" in (out / "export" / "report.md").read_text()
 
 
 def test_the_report_shows_the_whole_path(carried, capsys) -> None:
@@ -308,9 +344,56 @@ def test_restart_agent_starts_step_2_from_a_fresh_agent(carried, tmp_path, no_on
     metrics = run_schedule(cfg, here, OPTIONS, resume=True, extra_callbacks=[fresh])
     (second,) = fresh.seen
     assert second["searcher"] == "ddpg" and metrics["steps"][1]["agent"] == "ddpg"
+    assert second["warmup_left"] == 1  # the config's full warm-up, not the step's short one
     assert _same(second["params"], spy.seen[0]["params"])  # the same fresh start as step 1
     assert not (here / "step-2-0.50" / "transfer.json").exists()
     assert "a fresh agent at every step" in (here / "export" / "report.md").read_text()
+
+
+# ------------------------------------------------------------------ export and report
+def test_export_on_a_schedule_exports_its_final_step_again(carried, tmp_path, capsys, no_onnx):
+    out, metrics, _ = carried
+    here = tmp_path / "out"  # a copy: the steps' configs still read step 1's network there
+    shutil.copytree(out, here)
+    step1_before = _files(here / "step-1-0.70")
+    argv = ["export", str(here), "--epochs", "0", "--latency-batch", "2", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"model:              {here / 'export' / 'model.pt'}" in printed
+    again = json.loads((here / "export" / "metrics.json").read_text())
+    step = json.loads((here / "step-2-0.50" / "export" / "metrics.json").read_text())
+    last = again["steps"][-1]
+    assert step["fine_tune"]["epochs"] == last["fine_tune_epochs"] == 0  # these options
+    assert last["top1"] == step["pruned"]["top1"] == last["top1_before_fine_tune"]
+    assert last["macs"] == metrics["steps"][-1]["macs"]  # the same policy, on the same network
+    assert again["steps"][0] == metrics["steps"][0]
+    assert again["export_command"] == ["prunegym", *argv]
+    assert json.loads((here / "schedule.json").read_text())["steps"][-1] == last
+    assert (here / "export" / "model.pt").read_bytes() == (
+        here / "step-2-0.50" / "export" / "model.pt"
+    ).read_bytes()
+    handed = load_checkpoint(here / "step-2-0.50" / STEP_MODEL_FILE)
+    assert handed.metadata["metrics"]["test_top1"] == last["top1"]  # the new network
+    assert _files(here / "step-1-0.70") == step1_before  # earlier steps untouched
+    assert " ".join(["prunegym", *argv]) in (here / "export" / "report.md").read_text()
+
+
+def test_export_refuses_an_unfinished_schedule(carried, tmp_path, capsys) -> None:
+    out, _, _ = carried
+    here = tmp_path / "out"
+    shutil.copytree(out, here, ignore=lambda d, names: [
+        n for n in names if Path(d) == out and n in ("step-2-0.50", "export")])  # fmt: skip
+    state = json.loads((here / "schedule.json").read_text())
+    state["steps"] = state["steps"][:1]
+    (here / "schedule.json").write_text(json.dumps(state))
+    before = _files(here)
+    assert main(["export", str(here), "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"prunegym: error: the schedule in {here} stopped after step 1 of 2; "
+                    f"finish it first: prunegym run --resume {here}")  # fmt: skip
+    assert _files(here) == before
+    with pytest.raises(ConfigError, match="is a schedule's directory: prunegym export"):
+        export_run(here, OPTIONS)
 
 
 # ------------------------------------------------------------------ kill -9, resume

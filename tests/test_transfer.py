@@ -93,6 +93,43 @@ def test_fine_tune_has_no_warmup_a_target_sized_buffer_and_the_source_baseline(s
     assert buffer.baseline != baseline  # the carried baseline moved on with the target's
 
 
+def _actor(searcher):
+    return {k: v.clone() for k, v in searcher.agent.actor.state_dict().items()}
+
+
+def _same_params(a, b):
+    return a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+def test_the_warm_up_counts_from_the_transfer_not_from_the_sources_own(tmp_path):
+    """A source stopped inside its own warm-up (2 of 5 episodes) does not make the
+    transferred agent wait for the rest of it; ``warmup_episodes`` gives a short one."""
+    env = weight_env("smallcnn", ratio=0.5)
+    early = RLSearcher(env, seed=0, algo="ddpg", warmup_episodes=5)
+    early.search(env, 2, progress=False)
+    path = save_agent(early, tmp_path / "agent.zip")
+    target = weight_env("vgg11", ratio=0.5)
+
+    none = TransferSearcher(target, seed=0, source=path)
+    none.search(target, 1, progress=False)
+    assert none.agent.warmup_episodes == 2  # the source's finished episodes, no more
+    loaded = _actor(none)
+    none.search(target, 2, progress=False)
+    assert not _same_params(_actor(none), loaded)  # learnt after its first fine-tune episode
+
+    short = TransferSearcher(target, seed=0, source=path, warmup_episodes=2)
+    short.search(target, 3, progress=False)  # zero-shot, then the 2 warm-up episodes
+    agent = short.agent
+    assert agent.warmup_episodes == agent.action_noise.warmup_episodes == 2 + 2
+    assert _same_params(_actor(short), loaded)  # no update during the warm-up
+    assert agent.action_noise.sigma == pytest.approx(0.1)  # no decay during it either
+    assert agent.buffer_size == 100 * target.n_units
+    assert agent.replay_buffer.size() == 3 * target.n_units  # zero-shot + warm-up episodes
+    short.search(target, 4, progress=False)
+    assert not _same_params(_actor(short), loaded)
+    assert short.report()["fine_tune"]["warmup_episodes"] == 2
+
+
 def test_another_reward_and_budget_are_reported_and_the_baseline_is_not_carried(source):
     path, _, _ = source
     env = weight_env("smallcnn", ratio=0.4, reward="accuracy", max_sparsity=0.9)

@@ -6,9 +6,10 @@ directory, or an ``agent.zip`` with its ``agent.json``), checks that it can act 
 
 - episode 0, *zero-shot*: the agent's deterministic actions, no exploration: an
   in-budget policy (the action wall guarantees it) after a single evaluation;
-- episodes 1..K, *fine-tuning* on the target: no warm-up, a small truncated-normal
-  exploration noise, a fresh replay buffer sized for the target's units (the zero-shot
-  episode is its first), and the source's moving-average reward baseline.
+- episodes 1..K, *fine-tuning* on the target: no warm-up by default (``warmup_episodes``
+  sets a short one), a small truncated-normal exploration noise, a fresh replay buffer
+  sized for the target's units (the zero-shot episode is its first), and the source's
+  moving-average reward baseline.
 
 :class:`TransferSearcher` is an :class:`~prunegym.agents.rl.RLSearcher`: it checkpoints
 and resumes like any search (searcher name ``transfer``). Agent files are cloudpickle
@@ -35,7 +36,7 @@ from prunegym.agents.metadata import REQUIRED, check_agent, load_agent, read_met
 from prunegym.agents.noise import TruncatedNormalNoise
 from prunegym.agents.results import EpisodeRecord, SearchResult
 from prunegym.agents.rl import RLSearcher
-from prunegym.agents.sb3_internals import finished_episodes
+from prunegym.agents.sb3_internals import AMCExplorationMixin, finished_episodes
 from prunegym.envs.contract import describe_game
 
 
@@ -58,11 +59,13 @@ class TransferSearcher(RLSearcher):
     ``source``: a run directory or an agent zip (with ``agent.json`` beside it). With
     ``env`` given, the agent is checked at construction, before anything is evaluated.
     Fine-tuning explores with :class:`TruncatedNormalNoise` of ``noise_sigma`` decaying
-    by ``noise_decay`` per fine-tune episode (DDPG and TD3; SAC explores by itself),
-    learns from the first episode (no warm-up) out of a fresh replay buffer of
-    ``replay_episodes`` episodes of this game, and starts from the source's reward
-    baseline when the reward is the same. PPO collects ``rollout_episodes`` episodes of
-    this game per update.
+    by ``noise_decay`` per fine-tune episode after the warm-up (DDPG and TD3; SAC
+    explores by itself), and learns out of a fresh replay buffer of ``replay_episodes``
+    episodes of this game, starting from the source's reward baseline when the reward
+    is the same. The off-policy agents' warm-up: the first ``warmup_episodes`` fine-tune
+    episodes play uniform random actions without an update (0, the default: the agent
+    learns from the first one), however far the source itself got with its own warm-up.
+    PPO has no warm-up: it collects ``rollout_episodes`` episodes of this game per update.
     """
 
     name = "transfer"
@@ -76,6 +79,7 @@ class TransferSearcher(RLSearcher):
         noise_decay: float = 0.95,
         replay_episodes: int = 100,
         rollout_episodes: int = 8,
+        warmup_episodes: int = 0,
     ) -> None:
         if source is None:
             raise ValueError("the transfer searcher needs source= (a run directory or an agent)")
@@ -83,11 +87,14 @@ class TransferSearcher(RLSearcher):
             raise ValueError("transfer needs noise_sigma >= 0 and 0 < noise_decay <= 1")
         if int(replay_episodes) < 1 or int(rollout_episodes) < 1:
             raise ValueError("transfer needs replay_episodes >= 1 and rollout_episodes >= 1")
+        if int(warmup_episodes) < 0:
+            raise ValueError(f"transfer needs warmup_episodes >= 0, got {warmup_episodes}")
         super().__init__(env, seed, algo="ddpg")  # the algorithm is the source's (below)
         self.name = "transfer"
         self.source = os.fspath(source)
         self.noise_sigma, self.noise_decay = float(noise_sigma), float(noise_decay)
         self.replay_episodes, self.rollout_episodes = int(replay_episodes), int(rollout_episodes)
+        self.warmup_episodes = int(warmup_episodes)
         self.metadata: dict[str, Any] | None = None
         self.differences: list[str] = []
         self.baseline_carried = False
@@ -119,11 +126,15 @@ class TransferSearcher(RLSearcher):
             overrides.update(n_steps=steps, batch_size=steps)
         loaded = load_agent(self.source, env, **overrides)
         agent, meta = loaded.agent, loaded.metadata
+        # the agent keeps counting the source's episodes: the warm-up and the noise's
+        # decay start from there (the zero-shot episode is played outside SB3's count)
+        warm_until = finished_episodes(agent) + self.warmup_episodes
+        if isinstance(agent, AMCExplorationMixin):
+            agent.warmup_episodes = warm_until
         if self.algo in ("ddpg", "td3") and isinstance(agent, OffPolicyAlgorithm):
-            # the source's episodes (which the agent keeps counting) do not decay it
             agent.action_noise = TruncatedNormalNoise(
                 (1,), sigma=self.noise_sigma, decay=self.noise_decay,
-                warmup_episodes=finished_episodes(agent), seed=self.seed,
+                warmup_episodes=warm_until, seed=self.seed,
             )  # fmt: skip
         buffer = getattr(agent, "replay_buffer", None)
         same_reward = meta["reward_name"] == describe_game(env)["reward_name"]
@@ -184,6 +195,7 @@ class TransferSearcher(RLSearcher):
                 "noise_sigma": self.noise_sigma,
                 "noise_decay": self.noise_decay,
                 "replay_episodes": self.replay_episodes,
+                "warmup_episodes": self.warmup_episodes if self.algo in OFF_POLICY else 0,
             },
             "zero_shot": None if zero is None else {"reward": zero.reward, **zero.metrics},
         }
@@ -214,6 +226,7 @@ def transfer(
     replay_episodes: int = 100,
     callbacks: list[SearchCallback] | tuple[SearchCallback, ...] = (),
     progress: bool = False,
+    warmup_episodes: int = 0,
 ) -> TransferResult:
     """The agent of ``source`` on ``env``: the zero-shot episode, then ``episodes`` of
     fine-tuning (0: zero-shot only). See :class:`TransferSearcher`."""
@@ -221,7 +234,8 @@ def transfer(
         raise ValueError(f"episodes must be >= 0, got {episodes}")
     searcher = TransferSearcher(env, seed=seed, source=source, noise_sigma=noise_sigma,
                                 noise_decay=noise_decay,
-                                replay_episodes=replay_episodes)  # fmt: skip
+                                replay_episodes=replay_episodes,
+                                warmup_episodes=warmup_episodes)  # fmt: skip
     result = searcher.search(env, int(episodes) + 1, callbacks=callbacks, progress=progress)
     assert isinstance(result, TransferResult)
     return result

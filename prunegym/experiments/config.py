@@ -135,8 +135,11 @@ class RunConfig:
     fine-tune per budget, each a ratio of the ORIGINAL dense cost, strictly decreasing
     (``[0.7, 0.5, 0.3]``; see :mod:`prunegym.experiments.schedule`). ``epochs_per_step``:
     fine-tuning epochs after each step (``None``: the export's ``--epochs``).
-    ``restart_agent``: each step starts a fresh RL agent instead of carrying the previous
-    step's agent over.
+    ``restart_agent``: each step starts a fresh RL agent, with the config's full warm-up,
+    instead of carrying the previous step's agent over. ``step_warmup_episodes``: the
+    short warm-up of a carried-over agent (off-policy agents): the episodes of uniform
+    random actions, without an update, that fill its fresh replay buffer on the new
+    network before it learns again.
     """
 
     out: str | None = None
@@ -147,6 +150,7 @@ class RunConfig:
     schedule: list[float] | None = None
     epochs_per_step: int | None = None
     restart_agent: bool = False
+    step_warmup_episodes: int = 5
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from prunegym.experiments.rundir import (
     EXPORT_DIR,
     METRICS_FILE,
     SUMMARY_FILE,
+    is_schedule_dir,
     read_history,
     read_json,
 )
@@ -75,6 +76,10 @@ def check_run_dir(run_dir: Path) -> Config:
         raise ConfigError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"{run_dir} is not a prunegym run directory (no {CONFIG_FILE})")
+    if is_schedule_dir(run_dir):
+        raise ConfigError(f"{run_dir} is a schedule's directory: prunegym export {run_dir} "
+                          "(prunegym.experiments.schedule.export_schedule) exports its "
+                          "final step")  # fmt: skip
     if not (run_dir / BEST_POLICY_FILE).is_file():
         raise ConfigError(
             f"{run_dir} has no best policy yet (no {BEST_POLICY_FILE}): run or resume its search"

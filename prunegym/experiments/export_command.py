@@ -1,5 +1,12 @@
-"""``prunegym export RUN_DIR [--epochs N] [--train-samples N] ...``: the command line of
-:func:`~prunegym.experiments.export.export_run` (``run`` shares its arguments)."""
+"""``prunegym export DIR``: the shipped model of a search run directory, or of a schedule.
+
+A run directory (``prunegym search``, ``run``, ``transfer``): its best policy applied
+for real, recalibrated, fine-tuned, evaluated, timed and saved in ``DIR/export``
+(:func:`~prunegym.experiments.export.export_run`). A schedule's directory (``prunegym
+run`` with ``run.schedule``): its final step exported again with these options, the
+schedule's ``export/`` (final model, trajectory report) rewritten from it
+(:func:`~prunegym.experiments.schedule.export_schedule`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from prunegym.experiments.commands import Command, print_phase
 from prunegym.experiments.config import ConfigError
 from prunegym.experiments.export import ExportOptions, export_run
 from prunegym.experiments.report import print_summary
+from prunegym.experiments.rundir import is_schedule_dir
 
 __all__ = ["COMMAND", "add_export_arguments", "export_options"]
 
@@ -58,14 +66,26 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="a run directory written by prunegym search")
+    p.add_argument(
+        "run_dir",
+        type=Path,
+        help="a run directory (prunegym search, run, transfer) or a schedule's directory "
+        "(prunegym run with run.schedule: its final step is exported)",
+    )
     add_export_arguments(p)
 
 
 def _run(args: argparse.Namespace) -> int:
     opts = export_options(args)
-    metrics = export_run(args.run_dir, opts, command=getattr(args, "argv", sys.argv),
-                         log=print_phase)  # fmt: skip
+    command = getattr(args, "argv", sys.argv)
+    if is_schedule_dir(args.run_dir):
+        from prunegym.experiments.schedule import export_schedule
+        from prunegym.experiments.schedule_report import print_schedule_summary
+
+        metrics = export_schedule(args.run_dir, opts, command=command, log=print_phase)
+        print_schedule_summary(metrics, args.run_dir)
+        return 0
+    metrics = export_run(args.run_dir, opts, command=command, log=print_phase)
     print_summary(metrics, args.run_dir)
     return 0
 
@@ -73,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
 COMMAND = Command(
     name="export",
     help="apply a run's best policy for real, recalibrate, fine-tune, evaluate, time, save, "
-    "ONNX (with prunegym[onnx]), report",
+    "ONNX (with prunegym[onnx]), report; on a schedule's directory, its final step",
     configure=_configure,
     run=_run,
     epilog=TRUSTED_SOURCE_NOTE,

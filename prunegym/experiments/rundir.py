@@ -53,6 +53,8 @@ BASE_MODEL_FILE = "base_model.pt"  # the dense model, unless in a prunegym train
 SUMMARY_FILE = "summary.json"
 EXPORT_DIR = "export"
 METRICS_FILE = "metrics.json"  # in EXPORT_DIR
+#: What makes a directory a schedule's (:mod:`prunegym.experiments.schedule`).
+SCHEDULE_FILE = "schedule.json"
 #: Keys that may differ between a run and its resumption.
 RESUMABLE_KEYS = ("search.episodes", "run.progress", "run.out", "run.threads")
 
@@ -108,6 +110,11 @@ def locked_dir(path: Path, keep: Callable[[], bool]) -> Iterator[bool]:
         finally:
             if not ok and created and not keep():
                 shutil.rmtree(top, ignore_errors=True)  # still locked: no one else in it
+
+
+def is_schedule_dir(path: Path) -> bool:
+    """Whether ``path`` is a schedule's directory (``prunegym run`` with ``run.schedule``)."""
+    return (Path(path) / SCHEDULE_FILE).is_file()
 
 
 def versions() -> dict[str, str]:

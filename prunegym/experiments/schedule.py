@@ -6,7 +6,9 @@ best policy for real, fine-tune for ``run.epochs_per_step`` epochs, evaluate, re
 on the network step ``k - 1`` left, at the budget of the schedule's ``k``-th value of
 the ORIGINAL dense cost (:mod:`~prunegym.experiments.schedule_plan` states the budget
 semantics and its checks). An RL agent carries over from step to step (searcher
-``transfer`` from the previous step's directory) unless ``run.restart_agent``.
+``transfer`` from the previous step's directory: a fresh replay buffer sized to the new
+network's units, a short warm-up of ``run.step_warmup_episodes`` random episodes) unless
+``run.restart_agent`` (a fresh agent, its full warm-up, at every step).
 
 Schedule directory::
 
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from prunegym.experiments.config import Config, ConfigError, config_differences, load_config
-from prunegym.experiments.export import ExportOptions, load_dense
+from prunegym.experiments.export import ExportOptions, export_run, load_dense
 from prunegym.experiments.pipeline import run_pipeline
 from prunegym.experiments.rundir import (
     CHECKPOINT_FILE,
@@ -45,8 +47,11 @@ from prunegym.experiments.rundir import (
     EXPORT_DIR,
     METRICS_FILE,
     RESUMABLE_KEYS,
+    RUN_INFO_FILE,
+    SCHEDULE_FILE,
     SUMMARY_FILE,
     check_writable_dir,
+    is_schedule_dir,
     locked_dir,
     read_json,
     write_config,
@@ -67,9 +72,8 @@ from prunegym.experiments.schedule_plan import (
 from prunegym.experiments.workload import build_env, check_config, prepare_workload
 from prunegym.utils.files import write_json
 
-__all__ = ["SCHEDULE_FILE", "preflight", "run_schedule"]
+__all__ = ["SCHEDULE_FILE", "export_schedule", "preflight", "run_schedule"]
 
-SCHEDULE_FILE = "schedule.json"
 Log = Callable[[str], None]
 
 
@@ -111,7 +115,7 @@ def _check_target_dir(out: Path, cfg: Config, resume: bool) -> dict[str, Any]:
             raise ConfigError(f"run directory {out} already exists; use --resume {out} to "
                               "continue it or choose another --out")  # fmt: skip
         return {}
-    if not (out / SCHEDULE_FILE).is_file():
+    if not is_schedule_dir(out):
         raise ConfigError(f"{out} is not a schedule directory (no {SCHEDULE_FILE})")
     saved = load_config(out / CONFIG_FILE)
     diff = config_differences(saved, cfg, ignore=RESUMABLE_KEYS)
@@ -123,7 +127,9 @@ def _check_target_dir(out: Path, cfg: Config, resume: bool) -> dict[str, Any]:
 def _new_state(cfg: Config, floor: Floor) -> dict[str, Any]:
     return {"format": 1, "targets": list(check_schedule(cfg)), "target": floor.kind,
             "dense_cost": floor.dense_cost, "floor_ratio": floor.ratio,
-            "restart_agent": cfg.run.restart_agent, "dense": None, "steps": []}  # fmt: skip
+            "restart_agent": cfg.run.restart_agent,
+            "step_warmup_episodes": cfg.run.step_warmup_episodes,
+            "dense": None, "steps": []}  # fmt: skip
 
 
 def run_schedule(
@@ -170,6 +176,49 @@ def run_schedule(
         from prunegym.experiments.schedule_report import write_schedule_export
 
         return write_schedule_export(out, state, command)
+
+
+def export_schedule(
+    out_dir: str | Path,
+    options: ExportOptions | None = None,
+    *,
+    command: Sequence[str] = (),
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """``prunegym export SCHEDULE_DIR``: export a finished schedule's result again with
+    ``options``; returns the schedule's metrics (``export/metrics.json``).
+
+    The final step is exported again (:func:`~prunegym.experiments.export.export_run`:
+    its best policy applied to the network the previous steps left, fine-tuned for
+    ``options.epochs``, evaluated and timed); its hand-over model and its record in
+    ``schedule.json`` follow, and the schedule's ``export/`` (the final model, metrics,
+    report, trajectory) is rewritten from them. The earlier steps are not touched. An
+    unfinished schedule is a one-line :class:`ConfigError` naming ``--resume``.
+    """
+    from prunegym.experiments.schedule_report import write_schedule_export
+
+    out = Path(out_dir)
+    if not is_schedule_dir(out):
+        raise ConfigError(f"{out} is not a schedule directory (no {SCHEDULE_FILE})")
+    state = json.loads((out / SCHEDULE_FILE).read_text())
+    done, total = len(state["steps"]), len(state["targets"])
+    if done < total:
+        raise ConfigError(f"the schedule in {out} stopped after step {done} of {total}; "
+                          f"finish it first: prunegym run --resume {out}")  # fmt: skip
+    with run_dir_lock(out):
+        last = state["steps"][-1]
+        step_dir = out / last["dir"]
+        step_cfg = load_config(step_dir / CONFIG_FILE)
+        metrics = export_run(step_dir, options, command=command, log=log)
+        (step_dir / STEP_MODEL_FILE).unlink(missing_ok=True)  # the old fine-tune's network
+        index = int(last["index"])
+        _hand_over(step_dir, step_cfg, metrics, index)
+        state["steps"][-1] = _step_record(step_dir, step_cfg, metrics, index,
+                                          float(last["target_ratio"]),
+                                          float(last["step_ratio"]), state["dense"])  # fmt: skip
+        write_json(out / SCHEDULE_FILE, state)
+        run_command = read_json(out / RUN_INFO_FILE).get("command") or []
+        return write_schedule_export(out, state, run_command, export_command=command)
 
 
 def _run_step(cfg: Config, out: Path, state: dict[str, Any], index: int, opts: ExportOptions,

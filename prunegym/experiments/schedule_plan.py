@@ -81,7 +81,19 @@ def check_schedule(cfg: Config) -> list[float]:
                           "original network's cost")  # fmt: skip
     if cfg.run.epochs_per_step is not None and cfg.run.epochs_per_step < 0:
         raise ConfigError(f"run.epochs_per_step must be >= 0, got {cfg.run.epochs_per_step}")
+    if cfg.run.step_warmup_episodes < 0:
+        raise ConfigError(f"run.step_warmup_episodes must be >= 0, got "
+                          f"{cfg.run.step_warmup_episodes}")  # fmt: skip
     return [float(v) for v in values]
+
+
+def refuse_schedule(cfg: Config, command: str) -> None:
+    """A one-line :class:`ConfigError` when ``run.schedule`` is set for ``prunegym
+    command``, which runs one search at one budget (only ``prunegym run`` runs schedules)."""
+    if cfg.run.schedule is not None:
+        raise ConfigError(f"run.schedule is set, but prunegym {command} runs one search at "
+                          "one budget; prune iteratively with prunegym run (or unset "
+                          "run.schedule)")  # fmt: skip
 
 
 def budget(target: float, dense_cost: int) -> int:
@@ -149,8 +161,10 @@ def step_config(
     After the first step an RL agent carries over: searcher ``transfer`` from the
     previous step's directory (a fresh replay buffer sized to this network's units;
     ``replay_episodes`` and ``rollout_episodes`` kept from the config's options, a
-    ``transfer`` config's own options but its source), unless
-    ``run.restart_agent``. Baseline searchers run again with their options.
+    ``transfer`` config's own options but its source) with a short warm-up of
+    ``run.step_warmup_episodes`` episodes, unless ``run.restart_agent`` (a fresh agent
+    with the config's options, its full warm-up included). Baseline searchers run again
+    with their options.
     """
     changes: dict[str, Any] = {"env.ratio": float(ratio), "run.out": str(step_dir),
                                "run.schedule": None}  # fmt: skip
@@ -161,5 +175,9 @@ def step_config(
                 lambda k: k in CARRIED_OPTIONS)  # fmt: skip
             options = {k: v for k, v in cfg.search.options.items() if keep(k)}
             changes["search.agent"] = "transfer"
-            changes["search.options"] = {**options, "source": str(previous)}
+            changes["search.options"] = {
+                **options,
+                "source": str(previous),
+                "warmup_episodes": cfg.run.step_warmup_episodes,
+            }
     return cfg.replace(**changes)

@@ -20,8 +20,10 @@ from prunegym.utils.files import atomic_write_bytes, atomic_write_text, write_js
 KIND = "schedule"  # metrics["kind"] of a schedule's export
 
 
-def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[str]) -> dict:
-    """The schedule's ``export/``: the last step's model, metrics, report and plot."""
+def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[str],
+                          export_command: Sequence[str] = ()) -> dict:  # fmt: skip
+    """The schedule's ``export/``: the last step's model, metrics, report and plot;
+    ``command`` ran the schedule, ``export_command`` (if any) exported it again."""
     steps = state["steps"]
     last = steps[-1]
     last_metrics = json.loads((out / last["dir"] / EXPORT_DIR / METRICS_FILE).read_text())
@@ -29,6 +31,7 @@ def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[st
         "kind": KIND,
         "schedule_dir": str(out),
         "command": list(command),
+        "export_command": list(export_command),
         "model": last_metrics["model"],
         "dataset": last_metrics["dataset"],
         "test_samples": last_metrics["test_samples"],
@@ -36,6 +39,7 @@ def write_schedule_export(out: Path, state: dict[str, Any], command: Sequence[st
         "targets": state["targets"],
         "floor_ratio": state["floor_ratio"],
         "restart_agent": state["restart_agent"],
+        "step_warmup_episodes": state.get("step_warmup_episodes"),
         "dense": state["dense"],
         "steps": steps,
         "result": {"step": last["dir"], "model": f"{EXPORT_DIR}/model.pt"},
@@ -83,7 +87,11 @@ HEADER = ("step", "budget (of dense)", "ratio of current", "searcher", "episodes
 def _agent_text(m: dict[str, Any]) -> str:
     agents = [s["agent"] for s in m["steps"]]
     if "transfer" in agents[1:]:
-        return "the RL agent carried over from step to step (searcher `transfer`)"
+        warmup = m.get("step_warmup_episodes")  # PPO has no warm-up
+        shown = warmup is not None and agents[0] != "ppo"
+        return ("the RL agent carried over from step to step (searcher `transfer`"
+                + (f", {warmup} warm-up episode(s) at each later step" if shown else "")
+                + ")")  # fmt: skip
     if m["restart_agent"]:
         return "a fresh agent at every step (`run.restart_agent: true`)"
     return f"`{agents[0]}` at every step"
@@ -128,8 +136,9 @@ def render_schedule_report(m: dict[str, Any]) -> str:
         f"{sum(s['fine_tune_seconds'] for s in steps):.1f} s.",
         "",
     ]  # fmt: skip
-    if m.get("command"):
-        out += ["## Reproduce", "", "```", " ".join(m["command"]), "```", ""]
+    commands = [" ".join(c) for c in (m.get("command"), m.get("export_command")) if c]
+    if commands:
+        out += ["## Reproduce", "", "```", *commands, "```", ""]
     return "\n".join(out)
 
 

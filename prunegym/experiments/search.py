@@ -44,6 +44,7 @@ from prunegym.experiments.rundir import (
     write_run_info,
     write_summary,
 )
+from prunegym.experiments.schedule_plan import refuse_schedule
 from prunegym.experiments.signals import exit_status, stop_at_episode_boundary
 from prunegym.experiments.workload import (
     build_env,
@@ -219,6 +220,7 @@ def run_search(
 
     log = log or _silent
     run_dir = Path(run_dir)
+    refuse_schedule(cfg, "search")
     check_config(cfg)
     check_workers(cfg)
     with ray_session(cfg), open_run_dir(run_dir, resume):
@@ -259,6 +261,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     cfg, run_dir, resume, notes = resolve_search_config(args, "search")
+    refuse_schedule(cfg, "search")
     check_config(cfg)
     check_workers(cfg)
     outcome = run_search(cfg, run_dir, command=getattr(args, "argv", sys.argv), resume=resume,

@@ -13,8 +13,9 @@ config's workload and env, whose searcher is
 
 The run directory also holds ``transfer.json`` (source, checks, what differs, the
 zero-shot metrics). The target config's own ``search`` section is replaced; ``--set
-search.options.noise_sigma=0.05`` (and ``noise_decay``, ``replay_episodes``) tune the
-fine-tuning. Agent files are cloudpickle (SB3's format): use only trusted sources.
+search.options.noise_sigma=0.05`` (and ``noise_decay``, ``replay_episodes``,
+``warmup_episodes``) tune the fine-tuning. Agent files are cloudpickle (SB3's format):
+use only trusted sources.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from prunegym.experiments.config import (
     load_config,
 )
 from prunegym.experiments.rundir import MODES
+from prunegym.experiments.schedule_plan import refuse_schedule
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -110,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = [*args.overrides, *(["run.progress=false"] if args.no_progress else [])]
     cfg = transfer_config(args.config, args.source, args.mode, args.episodes, overrides)
+    refuse_schedule(cfg, "transfer")
     check_config(cfg)
     _check_source(args.source, args.mode)
     outcome = run_search(cfg, args.out, command=getattr(args, "argv", sys.argv))

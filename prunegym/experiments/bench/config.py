@@ -22,6 +22,7 @@ from prunegym.experiments.config import (
     load_config,
     parse_yaml,
 )
+from prunegym.experiments.schedule_plan import refuse_schedule
 
 #: What the summary's paired differences compare every searcher with.
 REFERENCE_SEARCHERS = ("random", "uniform")
@@ -190,6 +191,10 @@ def workload_name(path: str) -> str:
 def load_workload(cfg: BenchConfig, path: str) -> Config:
     """A workload's search config with the bench's ``overrides`` applied."""
     work = load_config(path, dict(cfg.overrides))
+    try:
+        refuse_schedule(work, "bench")  # every cell is one search at one budget
+    except ConfigError as exc:
+        raise ConfigError(f"workload {path}: {exc}") from None
     ckpt = work.workload.checkpoint
     if ckpt is not None and not Path(ckpt).is_file():
         raise ConfigError(f"workload {path}: checkpoint {ckpt} does not exist "
