@@ -205,6 +205,9 @@ def _episodes(run_dir: Path) -> list[list[str]]:
         ({"options": {"random": {"population": 3}}}, "has no option 'population'"),
         ({"finetune_epochs": -1}, "bench.finetune_epochs must be >= 0"),
         ({"seeds": [0, 0]}, "lists a value twice"),
+        ({"finetune_samples": 0}, "bench.finetune_samples must be >= 1"),
+        ({"finetune_samples": "many"}, "bench.finetune_samples"),
+        ({"finetune_samples": 10**6}, "exceeds the"),
     ],
 )
 def test_bad_configs_exit_2_before_any_work(tmp_path, monkeypatch, capsys, changes, message):
@@ -233,3 +236,43 @@ def test_a_bench_dir_made_with_another_config_is_refused(finished, monkeypatch, 
                           "--set", "bench.episodes=3")  # fmt: skip
     assert code == 2 and "another config (search.episodes differs)" in err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_finetune_samples_subset_is_recorded_and_a_change_re_exports(tmp_path, monkeypatch,
+                                                                       capsys):  # fmt: skip
+    config = _write_bench(tmp_path, searchers=["random"], seeds=[0], finetune_samples=100)
+    out = tmp_path / "out"
+    code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out)
+    assert code == 0, err
+    run_dir = out / "cells" / "tiny" / "macs0.5-l1" / "random-s0"
+    metrics = json.loads((run_dir / "export" / "metrics.json").read_text())
+    assert metrics["options"]["train_samples"] == metrics["fine_tune"]["train_samples"] == 100
+    assert [r["finetune_samples"] for r in _rows(out)] == [100]
+    assert "on 100 samples" in stdout
+    assert "Fine-tune: 1 epoch on 100 training samples" in (out / "summary.md").read_text()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the search ran again")
+
+    monkeypatch.setattr(search, "run_search", forbidden)
+    # another subset size: the same search, exported again with the new fine-tune
+    code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out,
+                               "--set", "bench.finetune_samples=200")  # fmt: skip
+    assert code == 0, err
+    assert "exported" in stdout
+    assert [r["finetune_samples"] for r in _rows(out)] == [200]
+    metrics = json.loads((run_dir / "export" / "metrics.json").read_text())
+    assert metrics["options"]["train_samples"] == 200
+    # unset again: the whole train split
+    code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out,
+                               "--set", "bench.finetune_samples=null")  # fmt: skip
+    assert code == 0 and "exported" in stdout, err
+    whole = json.loads((run_dir / "export" / "metrics.json").read_text())["fine_tune"]
+    assert whole["train_samples"] > 200 and _rows(out)[0]["finetune_samples"] == whole[
+        "train_samples"]  # fmt: skip
+    assert "on the whole train split" in (out / "summary.md").read_text()
+    # and the same again: nothing to do
+    monkeypatch.setattr("prunegym.experiments.export.export_run", forbidden)
+    code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out,
+                               "--set", "bench.finetune_samples=null")  # fmt: skip
+    assert code == 0 and "finished earlier" in stdout, err

@@ -32,7 +32,7 @@ class Command:
 COMMANDS: dict[str, str] = {
     "train": "prunegym.experiments.train_command",
     "search": "prunegym.experiments.search",
-    "export": "prunegym.experiments.export",
+    "export": "prunegym.experiments.export_command",
     "run": "prunegym.experiments.run",
     "report": "prunegym.experiments.report",
     "demo": "prunegym.experiments.demo",

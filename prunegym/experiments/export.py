@@ -1,4 +1,5 @@
-"""``prunegym export RUN_DIR``: turn a search into a model a user ships.
+"""Turn a search into a model a user ships (``prunegym export RUN_DIR``, see
+:mod:`~prunegym.experiments.export_command`).
 
 The best policy is applied physically (on a copy, with the very pruner the search's
 environment used) and its batch-norm statistics are recalibrated exactly as the search's
@@ -14,10 +15,8 @@ directory's lock is held throughout.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunegym.experiments.arguments import TRUSTED_SOURCE_NOTE
-from prunegym.experiments.commands import Command, print_phase
 from prunegym.experiments.config import Config, ConfigError, load_config
-from prunegym.experiments.report import print_summary, write_report_files
+from prunegym.experiments.report import write_report_files
 from prunegym.experiments.rundir import (
     BASE_MODEL_FILE,
     BEST_POLICY_FILE,
@@ -47,14 +44,7 @@ from prunegym.experiments.timing import compare_latency
 from prunegym.experiments.workload import build_env, builder_kwargs
 from prunegym.utils.files import write_json
 
-__all__ = [
-    "BASE_MODEL_FILE",
-    "COMMAND",
-    "ExportOptions",
-    "add_export_arguments",
-    "export_options",
-    "export_run",
-]
+__all__ = ["BASE_MODEL_FILE", "ExportOptions", "export_run", "fine_tune_samples"]
 
 BUILDER = "prunegym.experiments.models:build_model"
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
@@ -74,6 +64,7 @@ class ExportOptions:
     threads: int | None = None  # CPU threads for latency (None: torch's current setting)
     device: str = "auto"  # where fine-tuning runs; latency is always measured on the CPU
     seed: int = 0
+    train_samples: int | None = None  # fine-tune on this many train samples (seeded); None: all
     progress: bool = True
 
 
@@ -173,18 +164,30 @@ def _before_fine_tune(pruned: nn.Module, base: Any, data: Any, device: Any) -> d
             "test": _eval_dict(test)}  # fmt: skip
 
 
+def fine_tune_samples(data: Any, opts: ExportOptions) -> int:
+    """How many training samples the fine-tune reads (``opts.train_samples``, drawn with
+    ``opts.seed``, or the whole train split); more than the split holds is an error."""
+    size = len(data.train)
+    if opts.train_samples is not None and opts.train_samples > size:
+        raise ConfigError(f"train samples {opts.train_samples} exceed the {size} samples "
+                          f"of {data.name}'s train split")  # fmt: skip
+    return size if opts.train_samples is None else opts.train_samples
+
+
 def _fine_tune(pruned: nn.Module, dense: nn.Module, data: Any, opts: ExportOptions,
                device: Any, log: Callable[[str], None]) -> float:  # fmt: skip
     from prunegym.experiments.training import fine_tune
 
     if opts.epochs < 1:
         return 0.0
-    log(f"fine-tuning the pruned model for {opts.epochs} epoch(s)"
+    log(f"fine-tuning the pruned model for {opts.epochs} epoch(s) on "
+        f"{fine_tune_samples(data, opts)} training samples"
         + (" with distillation" if opts.distill else ""))  # fmt: skip
     t0 = time.perf_counter()
     fine_tune(pruned, data, opts.epochs, teacher=dense if opts.distill else None,
               temperature=opts.temperature, lr=opts.lr, batch_size=opts.batch_size,
-              seed=opts.seed, device=device, progress=opts.progress)  # fmt: skip
+              seed=opts.seed, device=device, progress=opts.progress,
+              train_samples=opts.train_samples)  # fmt: skip
     return time.perf_counter() - t0
 
 
@@ -260,6 +263,8 @@ def export_run(
     opts = options or ExportOptions()
     if opts.epochs < 0 or opts.latency_batch < 1 or opts.latency_repeats < 1:
         raise ConfigError("epochs must be >= 0, latency batch and repeats >= 1")
+    if opts.train_samples is not None and opts.train_samples < 1:
+        raise ConfigError(f"train samples must be >= 1, got {opts.train_samples}")
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     with run_dir_lock(run_dir):
@@ -274,6 +279,7 @@ def _export_locked(run_dir: Path, opts: ExportOptions, command: Sequence[str],
     cfg = check_run_dir(run_dir)
     policy = PruningPolicy.from_json(run_dir / BEST_POLICY_FILE)
     dense, data, spec = load_dense(run_dir, cfg)
+    fine_tune_samples(data, opts)  # a subset larger than the train split: refused now
     env = build_env(cfg, dense, data)
     base = env.unwrapped
     policy.validate(base.table)
@@ -302,7 +308,8 @@ def _export_locked(run_dir: Path, opts: ExportOptions, command: Sequence[str],
         "run_dir": str(run_dir),
         "command": list(command),
         "reproduce": f"prunegym export {run_dir} --epochs {opts.epochs}"
-        + (" --distill" if opts.distill else ""),
+        + (" --distill" if opts.distill else "")
+        + ("" if opts.train_samples is None else f" --train-samples {opts.train_samples}"),
         "options": asdict(opts),
         "model": spec,
         "dataset": data.name,
@@ -322,7 +329,7 @@ def _export_locked(run_dir: Path, opts: ExportOptions, command: Sequence[str],
         "uniform": _uniform_policy(env, policy.round_to),
         "search": _search_facts(run_dir, cfg, policy, history, base.evaluator),
         "fine_tune": {"epochs": opts.epochs, "distill": opts.distill, "seconds": tuned_seconds,
-                      "device": str(device)},
+                      "device": str(device), "train_samples": fine_tune_samples(data, opts)},
         "latency_device": "cpu",
         "latency_threads": opts.threads or torch.get_num_threads(),
     }  # fmt: skip
@@ -330,57 +337,3 @@ def _export_locked(run_dir: Path, opts: ExportOptions, command: Sequence[str],
     log("writing the model, ONNX, metrics, report and plots")
     _write_export(run_dir, pruned, spec, data.example_input, metrics, history, started)
     return metrics
-
-
-# ---------------------------------------------------------------------------- the CLI
-def add_export_arguments(p: argparse.ArgumentParser, progress_flag: bool = True) -> None:
-    """The arguments of ``export`` (``run`` and ``demo`` share them)."""
-    d = ExportOptions()
-    p.add_argument("--epochs", type=int, default=d.epochs, help="fine-tuning epochs (0: none)")
-    p.add_argument("--distill", action="store_true", help="distil from the dense model")
-    p.add_argument("--temperature", type=float, default=d.temperature, help="distillation T")
-    p.add_argument("--lr", type=float, default=None,
-                   help="fine-tuning learning rate (default: 0.01, SGD)")  # fmt: skip
-    p.add_argument(
-        "--latency-batch", type=int, default=d.latency_batch,
-        help="the larger batch size of the latency figures (batch 1 is always timed)",
-    )  # fmt: skip
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for latency (default: torch's setting)")  # fmt: skip
-    p.add_argument("--device", default=d.device, help="fine-tuning device: auto, cpu, cuda")
-    if progress_flag:
-        p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def export_options(args: argparse.Namespace) -> ExportOptions:
-    """:class:`ExportOptions` from :func:`add_export_arguments`'s arguments."""
-    if args.epochs < 0:
-        raise ConfigError(f"--epochs must be >= 0, got {args.epochs}")
-    if args.latency_batch < 1 or (args.threads is not None and args.threads < 1):
-        raise ConfigError("--latency-batch and --threads must be >= 1")
-    return ExportOptions(epochs=args.epochs, distill=args.distill, temperature=args.temperature,
-                         lr=args.lr, latency_batch=args.latency_batch, threads=args.threads,
-                         device=args.device, progress=not args.no_progress)  # fmt: skip
-
-
-def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="a run directory written by prunegym search")
-    add_export_arguments(p)
-
-
-def _run(args: argparse.Namespace) -> int:
-    opts = export_options(args)
-    metrics = export_run(args.run_dir, opts, command=getattr(args, "argv", sys.argv),
-                         log=print_phase)  # fmt: skip
-    print_summary(metrics, args.run_dir)
-    return 0
-
-
-COMMAND = Command(
-    name="export",
-    help="apply a run's best policy for real, recalibrate, fine-tune, evaluate, time, save, "
-    "ONNX (with prunegym[onnx]), report",
-    configure=_configure,
-    run=_run,
-    epilog=TRUSTED_SOURCE_NOTE,
-)

@@ -81,7 +81,9 @@ class TrainOptions:
     is evaluated after every epoch when given (never pass the test split here);
     ``after_step(model)`` runs after each optimizer step (e.g. to re-apply pruning masks),
     ``after_epoch(stats)`` after each epoch with its :class:`EpochStats` (e.g. to report
-    progress or an estimate of the time left).
+    progress or an estimate of the time left). ``train_samples`` (data splits only): fit
+    on that many training samples drawn with ``seed`` (``DataSplits.train_subset``; the
+    same seed, the same samples); ``None``: the whole train split.
     """
 
     batch_size: int = 128
@@ -92,6 +94,7 @@ class TrainOptions:
     label_smoothing: float = 0.0
     warmup_epochs: float = 0.0
     seed: int = 0
+    train_samples: int | None = None
     device: str | torch.device = "auto"
     progress: bool = True
     num_workers: int = 0
@@ -137,6 +140,7 @@ class TrainOptions:
             "warmup_epochs": self.warmup_epochs,
             "label_smoothing": self.label_smoothing,
             "seed": self.seed,
+            "train_samples": self.train_samples,
         }
 
 

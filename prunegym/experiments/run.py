@@ -19,7 +19,8 @@ from prunegym.experiments.arguments import (
 )
 from prunegym.experiments.commands import Command, print_phase
 from prunegym.experiments.config import Config
-from prunegym.experiments.export import ExportOptions, add_export_arguments, export_options
+from prunegym.experiments.export import ExportOptions
+from prunegym.experiments.export_command import add_export_arguments, export_options
 from prunegym.experiments.pipeline import SearchInterrupted, run_pipeline
 from prunegym.experiments.report import print_summary
 from prunegym.experiments.rundir import CHECKPOINT_FILE

@@ -124,10 +124,15 @@ def _fork_rng(device: torch.device) -> Any:
 
 def _train_loader(data: DataSplits | Iterable, opts: TrainOptions, pin: bool) -> Iterable:
     if hasattr(data, "loader") and hasattr(data, "train"):
-        return data.loader(
+        splits: Any = data
+        if opts.train_samples is not None:
+            splits = splits.train_subset(opts.train_samples, opts.seed)
+        return splits.loader(
             "train", opts.batch_size, shuffle=True, seed=opts.seed,
             num_workers=opts.num_workers, pin_memory=pin,
         )  # fmt: skip
+    if opts.train_samples is not None:
+        raise ValueError("train_samples needs data splits (a DataSplits), not batches")
     return data
 
 

@@ -128,22 +128,29 @@ RESTART = "restart"  # cut before its first checkpoint: nothing to keep
 FRESH = "fresh"  # not started
 
 
-def cell_state(cell: Cell, out: Path, finetune_epochs: int) -> str:
+def cell_state(
+    cell: Cell, out: Path, finetune_epochs: int, finetune_samples: int | None = None
+) -> str:
     """What is left to do for ``cell`` given its run directory."""
     run_dir = cell.run_dir(out)
     if read_json(run_dir / "summary.json").get("status") == "completed":
-        return DONE if export_matches(run_dir, finetune_epochs, cell.seed) else EXPORT
+        done = export_matches(run_dir, finetune_epochs, cell.seed, finetune_samples)
+        return DONE if done else EXPORT
     if (run_dir / CHECKPOINT_FILE).is_file():
         return RESUME
     return RESTART if run_dir.exists() else FRESH
 
 
-def export_matches(run_dir: Path, finetune_epochs: int, seed: int) -> bool:
-    """Whether ``run_dir/export`` was made with this fine-tune (epochs and seed)."""
+def export_matches(
+    run_dir: Path, finetune_epochs: int, seed: int, finetune_samples: int | None = None
+) -> bool:
+    """Whether ``run_dir/export`` was made with this fine-tune (epochs, seed and subset
+    of the train split; an export from before subsets used the whole split)."""
     from prunegym.experiments.rundir import EXPORT_DIR, METRICS_FILE
 
     options = read_json(run_dir / EXPORT_DIR / METRICS_FILE).get("options") or {}
-    return options.get("epochs") == finetune_epochs and options.get("seed") == seed
+    return (options.get("epochs") == finetune_epochs and options.get("seed") == seed
+            and options.get("train_samples") == finetune_samples)  # fmt: skip
 
 
 def read_json(path: Path) -> dict[str, Any]:

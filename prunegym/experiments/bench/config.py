@@ -39,6 +39,8 @@ class BenchConfig:
     ``search.episodes``. ``options`` maps a searcher to its ``search.options`` (a
     workload's own options are not used: they belong to the workload's agent).
     ``overrides`` are dotted keys set in every workload config (``env.reward: amc``).
+    ``finetune_samples`` cuts each cell's fine-tune to that many training samples, drawn
+    with the cell's seed (the same subset for every cell of that seed); unset: all.
     """
 
     workloads: tuple[str, ...] = ()
@@ -49,6 +51,7 @@ class BenchConfig:
     importances: tuple[str, ...] | None = None
     episodes: int | None = None
     finetune_epochs: int = 5
+    finetune_samples: int | None = None  # a seeded subset of the train split (None: all)
     options: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"  # where fine-tuning runs (the search runs on env.device)
@@ -111,6 +114,8 @@ def _check_ranges(b: BenchConfig) -> None:
         raise ConfigError(f"bench.episodes must be >= 1, got {b.episodes}")
     if b.finetune_epochs < 0:
         raise ConfigError(f"bench.finetune_epochs must be >= 0, got {b.finetune_epochs}")
+    if b.finetune_samples is not None and b.finetune_samples < 1:
+        raise ConfigError(f"bench.finetune_samples must be >= 1, got {b.finetune_samples}")
     if b.threads is not None and b.threads < 1:
         raise ConfigError(f"bench.threads must be >= 1, got {b.threads}")
     if b.latency_repeats < 1 or b.bootstrap_samples < 1:

@@ -60,6 +60,8 @@ def result_row(
         "test_top1_before_finetune": pruned["top1_before_fine_tune"],
         "test_top1_after_finetune": pruned["top1"],
         "finetune_epochs": metrics["fine_tune"]["epochs"],
+        # training samples the fine-tune read (None: an export from before subsets)
+        "finetune_samples": metrics["fine_tune"].get("train_samples"),
         "search_seconds": sum(float(r.get("seconds") or 0.0) for r in history),
         "finetune_seconds": metrics["fine_tune"]["seconds"],
         "wall_seconds": wall_seconds,

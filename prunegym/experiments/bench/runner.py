@@ -32,6 +32,7 @@ from prunegym.experiments.bench.cells import (
 )
 from prunegym.experiments.bench.config import BenchConfig
 from prunegym.experiments.bench.results import read_results, result_row, write_results
+from prunegym.experiments.config import ConfigError
 from prunegym.utils.files import atomic_write_text
 
 BENCH_FILE = "bench.yaml"
@@ -58,6 +59,7 @@ def run_bench(
     out = Path(out)
     cells = expand(cfg, out)
     check_existing(cells, out)
+    check_finetune_samples(cfg, [c for c in cells if not _done(c, cfg, out)])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / BENCH_FILE, bench_yaml(cfg))
     if cfg.threads:
@@ -97,12 +99,14 @@ def _finish_cell(
     from prunegym.experiments.rundir import EXPORT_DIR, METRICS_FILE
     from prunegym.experiments.search import run_search
 
-    state = cell_state(cell, out, cfg.finetune_epochs)
+    state = cell_state(cell, out, cfg.finetune_epochs, cfg.finetune_samples)
     run_dir = cell.run_dir(out)
     if state == DONE:
-        if old is not None and old.get("finetune_epochs") == cfg.finetune_epochs:
-            return dict(old), "finished earlier"
         metrics = read_json(run_dir / EXPORT_DIR / METRICS_FILE)
+        tuned = metrics.get("fine_tune") or {}
+        if old is not None and (old.get("finetune_epochs"), old.get("finetune_samples")) == (
+            tuned.get("epochs"), tuned.get("train_samples")):  # fmt: skip
+            return dict(old), "finished earlier"
         return result_row(cell, out, metrics, None), "collected"
     ensure_dense(cell.workload, log)
     action = "exported"
@@ -125,8 +129,27 @@ def export_cell(
 
     opts = ExportOptions(epochs=cfg.finetune_epochs, seed=cell.seed, device=cfg.device,
                          threads=cfg.threads, latency_repeats=cfg.latency_repeats,
-                         progress=False)  # fmt: skip
+                         train_samples=cfg.finetune_samples, progress=False)  # fmt: skip
     return export_run(cell.run_dir(out), opts, command=command)
+
+
+def _done(cell: Cell, cfg: BenchConfig, out: Path) -> bool:
+    return cell_state(cell, out, cfg.finetune_epochs, cfg.finetune_samples) == DONE
+
+
+def check_finetune_samples(cfg: BenchConfig, pending: Sequence[Cell]) -> None:
+    """``bench.finetune_samples`` must fit the train split of every workload with work
+    left (its configured dataset, loaded once); refused before any search."""
+    if cfg.finetune_samples is None:
+        return
+    from prunegym.experiments.workload import configured_data
+
+    works = {c.workload.name: c.workload for c in pending}
+    for work in works.values():
+        size = len(configured_data(work.config).train)
+        if cfg.finetune_samples > size:
+            raise ConfigError(f"bench.finetune_samples {cfg.finetune_samples} exceeds the "
+                              f"{size} training samples of workload {work.path}")  # fmt: skip
 
 
 def ensure_dense(work: Workload, log: Log = print) -> None:
@@ -161,7 +184,9 @@ def progress_line(i: int, n: int, row: Mapping[str, Any], action: str) -> str:
     return (f"[{i}/{n}] {row['cell']}: {action}; {row['evaluated']} evaluations, proxy "
             f"{'-' if proxy is None else f'{proxy:.2%}'}, {row['target']} ratio "
             f"{row['achieved_ratio']:.3f}, test top-1 {before:.2%} -> {after:.2%} "
-            f"({row['finetune_epochs']} FT epochs)"
+            f"({row['finetune_epochs']} FT epochs"
+            + ("" if row.get("finetune_samples") is None else
+               f" on {row['finetune_samples']} samples") + ")"
             + ("" if wall is None else f", {wall:.1f} s"))  # fmt: skip
 
 

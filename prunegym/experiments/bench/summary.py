@@ -77,10 +77,26 @@ def render_summary(
         f"numpy default_rng({cfg.bootstrap_seed})). Proxy acc: the selected policy's "
         "accuracy on the search's reward slice; test top-1: the physically pruned model "
         f"on the test split, before and after {cfg.finetune_epochs} fine-tuning epochs.",
+        "",
+        finetune_line(rows, cfg),
     ]
     for context, group in group_rows(rows, context_of).items():
         lines += ["", *_context_section(context, group, cfg, several)]
     return "\n".join(lines) + "\n"
+
+
+def finetune_line(rows: Sequence[Row], cfg: BenchConfig) -> str:
+    """``fine-tune: 1 epoch on 10000 training samples`` (a seeded subset per seed, or the
+    whole train split), from the finished rows."""
+    epochs = f"{cfg.finetune_epochs} epoch{'' if cfg.finetune_epochs == 1 else 's'}"
+    counts = sorted({r["finetune_samples"] for r in rows if r.get("finetune_samples")})
+    sizes = "/".join(str(n) for n in counts) or "?"
+    if cfg.finetune_samples is None:
+        return f"Fine-tune: {epochs} on the whole train split ({sizes} training samples)."
+    return (
+        f"Fine-tune: {epochs} on {cfg.finetune_samples} training samples (a subset of "
+        "the train split drawn with each cell's seed: the same for every cell of a seed)."
+    )
 
 
 def _context_section(

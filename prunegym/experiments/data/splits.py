@@ -9,7 +9,7 @@ training never does, and ``test`` is for final reports only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -150,6 +150,28 @@ class DataSplits:
         if name == "train" and self.plain_train is not None:
             return self.plain_train
         return self.split(name)
+
+    def train_subset(self, n: int, seed: int = 0) -> DataSplits:
+        """These splits with ``train`` cut to ``n`` of its samples, drawn with ``seed``.
+
+        The same ``n`` and ``seed`` give the same samples (kept in split order; the
+        un-augmented ``plain_train`` is cut alike); ``reward_val`` and ``test`` are
+        unchanged. ``n`` must lie in ``[1, len(train)]`` (else ValueError).
+        """
+        size = len(self.train)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= size:
+            raise ValueError(f"train_samples must be an integer in [1, {size}] (the train split "
+                             f"of {self.name} has {size} samples), got {n!r}")  # fmt: skip
+        keep = np.sort(np.random.default_rng(seed).choice(size, int(n), replace=False))
+
+        def cut(ds: SplitDataset) -> SplitDataset:
+            return SplitDataset(ds.pool, ds.indices[keep], ds.split, ds.transform, ds.augment)
+
+        train = cut(self.train)
+        plain = self.plain_train
+        if plain is not None:
+            plain = train if plain is self.train else cut(plain)
+        return replace(self, train=train, plain_train=plain)
 
     def loader(
         self,
