@@ -213,6 +213,10 @@ def _episodes(run_dir: Path) -> list[list[str]]:
             "run.schedule is set, but prunegym bench runs one search at one budget; prune "
             "iteratively with prunegym run",
         ),
+        ({"workers": 0}, "bench.workers must be >= 1"),
+        ({"resources_per_cell": {"num_cpu": 1}}, "unknown resource 'num_cpu'"),
+        ({"resources_per_cell": {"num_cpus": 0}}, "num_cpus must be > 0"),
+        ({"resources_per_cell": {"num_gpus": -1}}, "num_gpus must be a number >= 0"),
     ],
 )
 def test_bad_configs_exit_2_before_any_work(tmp_path, monkeypatch, capsys, changes, message):
@@ -281,3 +285,30 @@ def test_finetune_samples_subset_is_recorded_and_a_change_re_exports(tmp_path, m
     code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out,
                                "--set", "bench.finetune_samples=null")  # fmt: skip
     assert code == 0 and "finished earlier" in stdout, err
+
+
+#: Row fields that measure time (they differ between any two runs).
+TIMES = ("wall_seconds", "search_seconds", "finetune_seconds")
+
+
+def test_two_ray_workers_write_the_same_cells_and_results(finished, tmp_path, monkeypatch,
+                                                           capsys):  # fmt: skip
+    pytest.importorskip("ray")
+    _, serial_out, _ = finished
+    config = _write_bench(tmp_path, workers=2, resources_per_cell={"num_cpus": 1})
+    out = tmp_path / "out"
+    code, stdout, err = _bench(monkeypatch, capsys, "--config", config, "--out", out)
+    assert code == 0, err
+    assert sum(line.startswith("[") for line in stdout.splitlines()) == 4
+    assert stdout.count("training the dense") == 1  # by the driver, once, before the tasks
+
+    def untimed(rows):  # (each bench has its own workload file)
+        return [{k: v for k, v in r.items() if k not in (*TIMES, "workload_config")}
+                for r in rows]  # fmt: skip
+
+    assert untimed(_rows(out)) == untimed(_rows(serial_out))  # and in matrix order
+    cells = sorted(p.parent.relative_to(out) for p in out.glob("cells/**/summary.json"))
+    assert cells == sorted(p.parent.relative_to(serial_out)
+                           for p in serial_out.glob("cells/**/summary.json"))  # fmt: skip
+    for cell in cells:
+        assert _episodes(out / cell) == _episodes(serial_out / cell)

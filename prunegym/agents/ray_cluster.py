@@ -17,7 +17,7 @@ import contextlib
 import math
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 try:
@@ -201,23 +201,40 @@ def map_tasks(
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     max_retries: int = MAX_TASK_RETRIES,
-) -> Iterator[tuple[int, Any]]:
+) -> Generator[tuple[int, Any], None, None]:
     """Run ``fn(item)`` for every item as a Ray task with these resources; yield
     ``(index, result)`` as each one finishes. A task whose process dies is run again
     (``max_retries``); an error raised by ``fn`` is raised here as itself. Meant for
-    independent, resumable work such as benchmark cells (``fn`` must be picklable)."""
+    independent, resumable work such as benchmark cells (``fn`` must be picklable).
+
+    When the caller stops early (closes the generator, an error or Ctrl-C), the tasks
+    still pending are stopped with :func:`stop_tasks` before this returns."""
     task = ray.remote(fn).options(num_cpus=num_cpus, num_gpus=num_gpus,
                                   max_retries=int(max_retries))  # fmt: skip
     pending = {task.remote(item): i for i, item in enumerate(items)}
-    while pending:
-        (ref,), _ = ray.wait(list(pending), num_returns=1)
-        i = pending.pop(ref)
-        try:
-            result = ray.get(ref)
-        except Exception as exc:
-            reraise_cause(exc)
-            raise
-        yield i, result
+    try:
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as exc:
+                reraise_cause(exc)
+                raise
+            yield i, result
+    finally:
+        if pending:
+            stop_tasks(list(pending))
+
+
+def stop_tasks(refs: Sequence[Any], timeout_s: float | None = None) -> None:
+    """Stop tasks and wait (up to ``timeout_s``; None: until) for them to end: queued
+    ones never start, a running one gets a SIGINT (Ray's non-forced cancel), which a
+    search answers as Ctrl-C: it finishes its episode and saves its checkpoint."""
+    for ref in refs:
+        with contextlib.suppress(ValueError, ray.exceptions.RayError):
+            ray.cancel(ref, force=False)
+    ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
 
 
 def kill_workers(actors: Sequence[Any]) -> None:

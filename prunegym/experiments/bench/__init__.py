@@ -14,7 +14,9 @@ The bench directory::
     pareto.png      test top-1 after fine-tuning vs achieved ratio
     curves.png      best-so-far reward per episode
 
-Rerunning the same command skips finished cells and continues cut ones.
+Rerunning the same command skips finished cells and continues cut ones. With
+``bench.workers`` > 1 the cells run as Ray tasks (:mod:`.parallel`); with 1, one after
+the other in this process, and Ray is never imported.
 """
 
 from prunegym.experiments.bench.config import BenchConfig, load_bench_config

@@ -28,6 +28,8 @@ from prunegym.experiments.schedule_plan import refuse_schedule
 REFERENCE_SEARCHERS = ("random", "uniform")
 #: ... and every importance criterion with (when the bench has an importance axis).
 REFERENCE_IMPORTANCE = "random"
+#: What ``bench.resources_per_cell`` may ask of Ray for each cell.
+CELL_RESOURCES = ("num_cpus", "num_gpus")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class BenchConfig:
     ``overrides`` are dotted keys set in every workload config (``env.reward: amc``).
     ``finetune_samples`` cuts each cell's fine-tune to that many training samples, drawn
     with the cell's seed (the same subset for every cell of that seed); unset: all.
+    ``workers`` > 1 runs that many cells at once as Ray tasks, each with
+    ``resources_per_cell`` (``num_cpus``, default 1, also its torch threads; ``num_gpus``,
+    default 0) on ``address`` (unset: a local Ray instance sized to the workers; ``auto``
+    or ``host:port`` / ``ray://host:port``: an existing cluster); 1 runs them one after
+    the other in this process and never imports Ray.
     """
 
     workloads: tuple[str, ...] = ()
@@ -61,6 +68,9 @@ class BenchConfig:
     latency_repeats: int = 10  # the export's latency timing (only achieved latency ratios)
     bootstrap_samples: int = 10000
     bootstrap_seed: int = 0
+    workers: int = 1  # cells at once (Ray tasks when > 1)
+    resources_per_cell: dict[str, float] = field(default_factory=dict)  # num_cpus, num_gpus
+    address: str | None = None  # the Ray cluster of workers > 1 (None: a local instance)
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
@@ -72,9 +82,19 @@ class BenchConfig:
             value = getattr(self, name)
             if value is not None:
                 fix(self, name, _items(value, kind, f"bench.{name}"))
-        for name in ("options", "overrides"):
+        for name in ("options", "overrides", "resources_per_cell"):
             fix(self, name, dict(getattr(self, name)))
         _check_ranges(self)
+
+    @property
+    def cell_cpus(self) -> float:
+        """The CPUs each cell's Ray task reserves (default 1)."""
+        return float(self.resources_per_cell.get("num_cpus", 1.0))
+
+    @property
+    def cell_threads(self) -> int:
+        """Torch threads of a cell run as a Ray task: its CPUs (at least 1)."""
+        return max(1, int(self.cell_cpus))
 
 
 @dataclass(frozen=True)
@@ -121,6 +141,17 @@ def _check_ranges(b: BenchConfig) -> None:
         raise ConfigError(f"bench.threads must be >= 1, got {b.threads}")
     if b.latency_repeats < 1 or b.bootstrap_samples < 1:
         raise ConfigError("bench.latency_repeats and bench.bootstrap_samples must be >= 1")
+    if b.workers < 1:
+        raise ConfigError(f"bench.workers must be >= 1, got {b.workers}")
+    for key, value in b.resources_per_cell.items():
+        if key not in CELL_RESOURCES:
+            raise ConfigError(f"bench.resources_per_cell: unknown resource {key!r}; known: "
+                              f"{', '.join(CELL_RESOURCES)}")  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ConfigError(f"bench.resources_per_cell.{key} must be a number >= 0, "
+                              f"got {value!r}")  # fmt: skip
+    if not b.cell_cpus > 0:
+        raise ConfigError("bench.resources_per_cell.num_cpus must be > 0")
     for name, opts in b.options.items():
         if not isinstance(opts, Mapping):
             raise ConfigError(f"bench.options.{name} must be a mapping of searcher options")

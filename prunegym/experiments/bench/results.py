@@ -8,9 +8,11 @@ says how many, ``null`` while the history has no ``cache_hit`` column).
 search records one as ``heldout_accuracy`` in best_policy.json's meta).
 ``achieved_ratio`` is the physically pruned model's cost in the budget's unit.
 ``search_seconds`` and ``finetune_seconds`` come from the run directory (all sessions);
-``wall_seconds`` is the wall time of the bench invocation that finished the cell (for a
-cell resumed after a cut, only the part after the cut; ``null`` for a row rebuilt from
-a run directory finished earlier).
+``wall_seconds`` is the wall time of the cell's search and export in the bench
+invocation that finished it (in its Ray task with ``bench.workers`` > 1; for a cell
+resumed after a cut, only the part after the cut; ``null`` for a row rebuilt from a run
+directory finished earlier). ``finetune_samples`` is how many training samples the
+fine-tune read (``bench.finetune_samples``, or the whole train split).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ any model, so rerunning a finished bench only rewrites the summary and the figur
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -54,61 +55,103 @@ def run_bench(
     """Run every unfinished cell of ``cfg`` under ``out``; 0, or 130 when a search was
     stopped by Ctrl-C (its checkpoint saved: rerunning the same command continues it).
 
-    Every config error surfaces before anything is built or written.
+    ``bench.workers`` > 1 runs the cells as Ray tasks
+    (:mod:`~prunegym.experiments.bench.parallel`); 1 runs them here, one by one. Every
+    config error (and an unreachable Ray address) surfaces before anything is built or
+    written.
     """
     out = Path(out)
     cells = expand(cfg, out)
     check_existing(cells, out)
     check_finetune_samples(cfg, [c for c in cells if not _done(c, cfg, out)])
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / BENCH_FILE, bench_yaml(cfg))
-    if cfg.threads:
-        import torch
+    with _cell_engine(cfg):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / BENCH_FILE, bench_yaml(cfg))
+        if cfg.threads:
+            import torch
 
-        torch.set_num_threads(cfg.threads)
-    results = read_results(out)
-    status = 0
-    for i, cell in enumerate(cells, 1):
-        start = time.perf_counter()
-        row, action = _finish_cell(cell, cfg, out, results.get(cell.key), command, log)
-        if row is None:
-            log(f"[{i}/{len(cells)}] {cell.key}: stopped; checkpoint saved, rerun the same "
-                "command to continue")  # fmt: skip
-            status = 130
-            break
-        if action in ("searched", "resumed", "exported"):
-            row = {**row, "wall_seconds": time.perf_counter() - start}
-        results[cell.key] = row
-        write_results(out, ordered_rows(cells, results))
-        log(progress_line(i, len(cells), row, action))
+            torch.set_num_threads(cfg.threads)
+        results = read_results(out)
+        if cfg.workers == 1:
+            status = _run_serial(cells, cfg, out, results, command, log)
+        else:
+            from prunegym.experiments.bench.parallel import run_parallel
+
+            status = run_parallel(cells, cfg, out, results, command, log)
     finished = [results[c.key] for c in cells if c.key in results]
     if finished:
         write_reports(out, finished, cfg, len(cells), regenerate or " ".join(command))
     return status
 
 
-def _finish_cell(
-    cell: Cell,
+def _cell_engine(cfg: BenchConfig) -> contextlib.AbstractContextManager:
+    """Ray for ``bench.workers`` > 1 (connected now: a bad address fails before any
+    work); nothing, and no Ray import, for 1."""
+    if cfg.workers == 1:
+        return contextlib.nullcontext()
+    from prunegym.experiments.bench.parallel import bench_ray
+
+    return bench_ray(cfg)
+
+
+def _run_serial(
+    cells: Sequence[Cell],
     cfg: BenchConfig,
     out: Path,
-    old: Mapping[str, Any] | None,
+    results: dict[str, dict[str, Any]],
     command: Sequence[str],
     log: Log,
-) -> tuple[dict[str, Any] | None, str]:
-    """Do what is left for ``cell``: the results row (None: stopped) and what was done."""
+) -> int:
+    for i, cell in enumerate(cells, 1):
+        state = cell_state(cell, out, cfg.finetune_epochs, cfg.finetune_samples)
+        if state == DONE:
+            row, action = finished_row(cell, out, results.get(cell.key))
+        else:
+            ensure_dense(cell.workload, log)
+            found, action = work_on_cell(cell, cfg, out, state, command)
+            if found is None:
+                log(f"[{i}/{len(cells)}] {cell.key}: stopped; checkpoint saved, rerun the "
+                    "same command to continue")  # fmt: skip
+                return 130
+            row = found
+        record_row(out, cells, results, row)
+        log(progress_line(i, len(cells), row, action))
+    return 0
+
+
+def record_row(
+    out: Path, cells: Sequence[Cell], results: dict[str, dict[str, Any]], row: dict[str, Any]
+) -> None:
+    """Add a finished cell's row and rewrite results.jsonl (atomically, matrix order)."""
+    results[row["cell"]] = row
+    write_results(out, ordered_rows(cells, results))
+
+
+def finished_row(
+    cell: Cell, out: Path, old: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str]:
+    """The row of a cell with nothing left to do: its row from an earlier invocation
+    when it describes the same export, else one built from the run directory."""
     from prunegym.experiments.rundir import EXPORT_DIR, METRICS_FILE
+
+    metrics = read_json(cell.run_dir(out) / EXPORT_DIR / METRICS_FILE)
+    tuned = metrics.get("fine_tune") or {}
+    if old is not None and (old.get("finetune_epochs"), old.get("finetune_samples")) == (
+        tuned.get("epochs"), tuned.get("train_samples")):  # fmt: skip
+        return dict(old), "finished earlier"
+    return result_row(cell, out, metrics, None), "collected"
+
+
+def work_on_cell(
+    cell: Cell, cfg: BenchConfig, out: Path, state: str, command: Sequence[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """Search (fresh, restarted or resumed) and export a cell that is not done: its row
+    with this invocation's wall time and what was done; ``(None, "stopped")`` when its
+    search was stopped (Ctrl-C: checkpoint saved). Its dense model must exist."""
     from prunegym.experiments.search import run_search
 
-    state = cell_state(cell, out, cfg.finetune_epochs, cfg.finetune_samples)
+    start = time.perf_counter()
     run_dir = cell.run_dir(out)
-    if state == DONE:
-        metrics = read_json(run_dir / EXPORT_DIR / METRICS_FILE)
-        tuned = metrics.get("fine_tune") or {}
-        if old is not None and (old.get("finetune_epochs"), old.get("finetune_samples")) == (
-            tuned.get("epochs"), tuned.get("train_samples")):  # fmt: skip
-            return dict(old), "finished earlier"
-        return result_row(cell, out, metrics, None), "collected"
-    ensure_dense(cell.workload, log)
     action = "exported"
     if state != EXPORT:
         if state == RESTART:  # cut before its first checkpoint: nothing worth keeping
@@ -118,7 +161,7 @@ def _finish_cell(
             return None, "stopped"
         action = "resumed" if state == RESUME else "searched"
     metrics = export_cell(cell, cfg, out, command)
-    return result_row(cell, out, metrics, None), action
+    return result_row(cell, out, metrics, time.perf_counter() - start), action
 
 
 def export_cell(
