@@ -122,6 +122,31 @@ def test_an_unreachable_cluster_is_one_line_exit_2_and_nothing_is_created(
     assert not out.exists()
 
 
+class _StopAfter:
+    """Asks the searcher to stop (as Ctrl-C does) once ``n`` episodes are done."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_episode(self, searcher, record) -> None:
+        if len(searcher.history) == self.n:
+            searcher.request_stop()
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_search_cut_at_one_worker_resumes_at_two(tmp_path: Path) -> None:
+    sets = [*DIGITS, "search.agent=random", "search.options={}"]
+    cfg = load_config(CONFIGS / "digits.yaml", sets)
+    full = run_search(cfg, tmp_path / "full")
+    part = run_search(cfg, tmp_path / "part", extra_callbacks=[_StopAfter(2)])
+    assert part.status == "interrupted" and len(_history(part.run_dir)) == 2
+    argv = ["search", "--resume", str(part.run_dir), "--set", "search.workers=2",
+            "--set", "distributed.max_restarts=1"]  # fmt: skip
+    assert main(argv) == 0
+    assert _history(part.run_dir) == _history(full.run_dir)
+    assert json.loads((part.run_dir / "summary.json").read_text())["status"] == "completed"
+
+
 def test_one_worker_never_imports_ray(tmp_path: Path) -> None:
     sets = [*DIGITS, "search.agent=random", "search.options={}"]
     script = "\n".join([
