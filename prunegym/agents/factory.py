@@ -147,8 +147,9 @@ def make_agent(
     episodes). ``sb3_kwargs`` override anything (``policy_kwargs`` is merged).
 
     ``vec_env``: the agent learns on these envs (of ``env``'s game) instead of ``env``;
-    several of them play rounds of episodes (an :class:`~prunegym.agents.rounds.
-    EpisodeRounds`; off-policy agents only, ``train_freq`` in episodes).
+    several of them play rounds of episodes (wrapped in
+    :class:`~prunegym.agents.rounds.EpisodeRounds`; off-policy agents only, ``train_freq``
+    in episodes).
     """
     if name not in ALGOS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(ALGOS))}")

@@ -8,8 +8,8 @@ checkpoint. :class:`EpisodeRounds` keeps them together: every env of a round pla
 episode, an env whose episode is over waits (its rows are marked idle, and the
 :class:`~prunegym.agents.buffers.EpisodeCreditReplayBuffer` drops them), and the next
 round starts when all have finished. Between two rounds nothing is in progress: the
-agent updates there (:class:`RoundUpdates`, :meth:`~prunegym.agents.sb3_internals.
-AMCExplorationMixin.end_round`) and the searcher may save.
+agent updates there (:class:`RoundUpdates` calls the AMC algorithm's ``end_round``)
+and the searcher may save.
 
 What N changes (documented in ``docs/rewards-and-searchers.md``): the N episodes of a
 round start with the same policy, so the agent updates at most once per round; an
