@@ -186,7 +186,9 @@ def bench_resnet50(args: argparse.Namespace) -> None:
     print(f"| {table_s:.1f} | {len(table)} | {env_s:.1f} | {episode_s:.1f} | "
           f"{sec.get('dense_evaluation', 0.0):.1f} | {sec['evaluation']:.1f} | "
           f"{info['macs_ratio']:.3f} | {peak_rss_gib():.2f} |")  # fmt: skip
-    print(f"# evaluator: {options}, reward images preloaded: {env.evaluator.preload}")
+    ev = env.evaluator
+    print(f"# evaluator: {options}; preloaded slices (cap {ev.preload_max_mb:g} MiB, the "
+          f"rest streams): {ev.preloaded}")  # fmt: skip
 
 
 def main() -> None:

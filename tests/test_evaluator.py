@@ -190,6 +190,50 @@ def test_fixed_subset_is_seeded_and_sized(digits: Any) -> None:
     assert torch.equal(held, torch.cat([x for x, _ in lazy.batches("heldout")]))
 
 
+class Counting(Dataset):
+    """A dataset that counts the samples read from it."""
+
+    def __init__(self, data: Any) -> None:
+        self.data, self.reads = data, 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> Any:
+        self.reads += 1
+        return self.data[i]
+
+
+def test_a_reward_split_above_the_memory_cap_streams_with_the_same_results(digits: Any) -> None:
+    model = _trained_smallcnn(digits, epochs=1)
+    table = LayerTable.from_model(model, digits.example_input)
+    pruner = ChannelPruner(model, table)
+    options = {"subset_size": 90, "heldout_size": 30, "batch_size": 16, "mode": "masked",
+               "cache": False, "seed": 2}  # fmt: skip
+    held = Evaluator(digits.reward_val, digits.plain("train"), **options)
+    assert held.preloaded == ("search", "heldout")  # the default cap holds both
+    stream_data = Counting(digits.reward_val)
+    streamed = Evaluator(stream_data, digits.plain("train"), preload_max_mb=0, **options)
+    assert streamed.preloaded == ()
+    assert stream_data.reads <= 2  # one sample per slice to measure it, nothing held
+    policies = [PruningPolicy.uniform(table, s) for s in (0.0, 0.3, 0.6)]
+    for policy in policies:
+        for split in ("search", "heldout"):
+            before = stream_data.reads
+            a, b = held.evaluate(pruner, policy, split), streamed.evaluate(pruner, policy, split)
+            assert (a.accuracy, a.loss, a.samples) == (b.accuracy, b.loss, b.samples)
+            assert stream_data.reads - before == a.samples  # read again from the dataset
+    dense_a, dense_b = held.evaluate_model(model), streamed.evaluate_model(model)
+    assert (dense_a.accuracy, dense_a.loss) == (dense_b.accuracy, dense_b.loss)
+    # a cap the search slice fits in and the held-out slice does not (1x28x28 float32)
+    one = digits.reward_val[0][0]
+    search_mb = 90 * (torch.as_tensor(one).numel() * 4 + 8) / 2**20
+    part = Evaluator(digits.reward_val, preload_max_mb=search_mb, **options)
+    assert part.preloaded == ("search",)
+    with pytest.raises(ValueError, match="preload_max_mb"):
+        Evaluator(digits.reward_val, preload_max_mb=-1)
+
+
 def test_recalibration_averages_the_calibration_batches() -> None:
     bn = nn.BatchNorm1d(3, momentum=0.1)
     model = nn.Sequential(nn.Identity(), bn).eval()

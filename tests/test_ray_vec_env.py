@@ -15,6 +15,7 @@ from ray_helpers import (
     comparable_info,
     killing_env_fn,
     local_ray,  # noqa: F401 (fixture)
+    play_serial,
     tiny_env_fn,
 )
 from stable_baselines3 import DDPG
@@ -24,8 +25,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecEnv
 
 pytest.importorskip("ray")
 
+from prunegym.agents.buffers import IDLE_KEY, EpisodeCreditReplayBuffer
 from prunegym.agents.env_worker import EnvState, EnvWorker, Resync, Sync
 from prunegym.agents.ray_vec_env import RayVecEnv
+from prunegym.agents.rounds import EpisodeRounds
 from prunegym.envs import CHANNEL_ENV_ID
 
 
@@ -141,6 +144,43 @@ def test_restarted_workers_replay_their_episode_and_attributes(tmp_path: Path) -
     finally:
         venv.close()
         ref.close()
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_rounds_keep_the_episodes_together_and_the_buffer_drops_waiting_rows() -> None:
+    env_fn = tiny_env_fn()
+    venv = EpisodeRounds(RayVecEnv([env_fn] * 2, threads_per_worker=1))
+    ref = env_fn()  # -1 everywhere: the wall skips the last unit (3 steps); +1: 4 steps
+    final = {a: float(np.float32(play_serial(ref, [a] * n)[2])) for a, n in ((-1.0, 3), (1.0, 4))}
+    buf = EpisodeCreditReplayBuffer(100, venv.observation_space, venv.action_space,
+                                    device="cpu", n_envs=2, baseline_alpha=None)  # fmt: skip
+    try:
+        obs = venv.reset()
+        first = obs.copy()
+        rows = []
+        for size, actions, steps in ((2, [-1.0, 1.0], 4), (1, [-1.0, 1.0], 3)):
+            venv.round_size = size
+            for k in range(steps):
+                new, rewards, dones, infos = venv.step(np.array([[a] for a in actions]))
+                buf.add(obs, new, np.array([[a] for a in actions]), rewards, dones, infos)
+                rows.append((rewards.tolist(), dones.tolist(), [IDLE_KEY in i for i in infos]))
+                obs = new
+                assert venv.round_over == (k == steps - 1)  # only at the end of the round
+        assert rows == [  # env 0 ends after 3 steps and waits; env 1 sits out round 2
+            ([0, 0], [False, False], [False, False]),
+            ([0, 0], [False, False], [False, False]),
+            ([final[-1.0], 0], [True, False], [False, False]),
+            ([0, final[1.0]], [False, True], [True, False]),
+            ([0, 0], [False, False], [False, True]),
+            ([0, 0], [False, False], [False, True]),
+            ([final[-1.0], 0], [True, False], [False, True]),
+        ]
+        np.testing.assert_array_equal(obs[1], first[1])  # the fresh episode's first obs
+        assert buf.size() == 3 + 4 + 3 and buf.pending == 0  # idle rows are no transitions
+        stored = buf.rewards[: buf.size(), 0].tolist()
+        assert stored == [final[-1.0]] * 3 + [final[1.0]] * 4 + [final[-1.0]] * 3  # credited
+    finally:
+        venv.close()
 
 
 def test_a_fresh_worker_asks_for_a_replay_and_replays_exactly() -> None:

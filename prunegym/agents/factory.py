@@ -61,10 +61,12 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 from prunegym.agents.buffers import EpisodeCreditReplayBuffer
 from prunegym.agents.episodes import check_action_space
-from prunegym.agents.noise import TruncatedNormalNoise
+from prunegym.agents.noise import TruncatedNormalNoise, base_noise
+from prunegym.agents.rounds import EpisodeRounds, set_rounds
 from prunegym.agents.sb3_internals import AMCDDPG, AMCSAC, AMCTD3, finished_episodes
 from prunegym.envs.contract import game_of
 
@@ -128,6 +130,7 @@ def make_agent(
     baseline_alpha: float | None = 0.5,
     rollout_episodes: int = 8,
     verbose: int = 0,
+    vec_env: VecEnv | None = None,
     **sb3_kwargs: Any,
 ) -> BaseAlgorithm:
     """Build agent ``name`` (one of :data:`ALGOS`) for a pruning ``env``, with the
@@ -142,6 +145,11 @@ def make_agent(
     buffer); updates at the end of every episode with one gradient step per transition.
     PPO collects ``rollout_episodes * n_units`` steps per update (at least that many
     episodes). ``sb3_kwargs`` override anything (``policy_kwargs`` is merged).
+
+    ``vec_env``: the agent learns on these envs (of ``env``'s game) instead of ``env``;
+    several of them play rounds of episodes (wrapped in
+    :class:`~prunegym.agents.rounds.EpisodeRounds`; off-policy agents only, ``train_freq``
+    in episodes).
     """
     if name not in ALGOS:
         raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(ALGOS))}")
@@ -151,6 +159,12 @@ def make_agent(
                        ("rollout_episodes", rollout_episodes)):  # fmt: skip
         if int(value) < (1 if key != "warmup_episodes" else 0):
             raise ValueError(f"{key} must be >= {0 if key == 'warmup_episodes' else 1}")
+    rounds = isinstance(vec_env, EpisodeRounds)
+    if rounds and name not in OFF_POLICY:
+        raise ValueError(f"{name} learns on one env; several envs need an off-policy agent "
+                         f"({', '.join(OFF_POLICY)})")  # fmt: skip
+    if vec_env is not None and vec_env.num_envs > 1 and not rounds:
+        raise ValueError("several envs play rounds of episodes: wrap them in EpisodeRounds")
     kwargs: dict[str, Any] = agent_defaults(name)
     if name in OFF_POLICY:
         kwargs.update(
@@ -160,7 +174,7 @@ def make_agent(
             train_freq=(1, "episode"),
             gradient_steps=-1,
         )
-        if episode_credit or baseline_alpha is not None:
+        if episode_credit or baseline_alpha is not None or rounds:
             kwargs["replay_buffer_class"] = EpisodeCreditReplayBuffer
             kwargs["replay_buffer_kwargs"] = {
                 "episode_credit": bool(episode_credit),
@@ -193,14 +207,16 @@ def make_agent(
             "baseline_alpha, rollout_episodes; or any keyword of SB3's "
             f"{name.upper()})"
         )
-    algo = ALGOS[name](kwargs.pop("policy", "MlpPolicy"), env, seed=seed, verbose=verbose,
-                       **kwargs)  # fmt: skip
+    algo = ALGOS[name](kwargs.pop("policy", "MlpPolicy"), env if vec_env is None else vec_env,
+                       seed=seed, verbose=verbose, **kwargs)  # fmt: skip
+    if rounds:
+        set_rounds(algo, True)
     return algo
 
 
 def noise_sigma(agent: BaseAlgorithm) -> float:
     """The exploration sigma the agent uses now (nan when it has no such noise)."""
-    noise = getattr(agent, "action_noise", None)
+    noise = base_noise(getattr(agent, "action_noise", None))
     if noise is not None and hasattr(noise, "episodes"):
         noise.episodes = finished_episodes(agent)
     return float(getattr(noise, "sigma", np.nan))

@@ -11,9 +11,10 @@ sigma 1.0 (the default of :func:`~prunegym.agents.factory.make_agent`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
-from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
 
 
 class TruncatedNormalNoise(ActionNoise):
@@ -99,6 +100,13 @@ class TruncatedNormalNoise(ActionNoise):
             f"decay={self.decay}, warmup_episodes={self.warmup_episodes}, "
             f"episodes={self.episodes})"
         )
+
+
+def base_noise(noise: Any) -> Any:
+    """The noise itself: SB3 wraps an agent's noise in a ``VectorizedActionNoise`` (one
+    copy per env) when it learns on several envs; the AMC algorithms use the one noise
+    they were given for every env (one sigma, one random stream), so they unwrap it."""
+    return noise.base_noise if isinstance(noise, VectorizedActionNoise) else noise
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])

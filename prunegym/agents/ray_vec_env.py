@@ -159,33 +159,54 @@ class RayVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         if len(actions) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} actions, got {len(actions)}")
-        if any(log.token is None for log in self._logs):
-            raise RuntimeError("call reset() before step()")
-        self._actions = np.array(actions, copy=True)
-        self._pending = [
-            actor.step.remote(log.sync(), action)
-            for actor, log, action in zip(self._actors, self._logs, self._actions, strict=True)
-        ]
+        self._pending = self._submit(range(self.num_envs), actions)
         self.waiting = True
 
     def step_wait(self) -> VecEnvStepReturn:
         assert self._actions is not None
-        actions = self._actions
-
-        def ask(i: int) -> Any:
-            return self._actors[i].step.remote(self._logs[i].sync(), actions[i])
-
-        results = self._gather(range(self.num_envs), self._pending, ask)
+        results = self._collect(range(self.num_envs), self._pending)
         self.waiting, self._pending = False, []
-        obs, rewards, dones, infos, reset_infos = (list(x) for x in zip(*results, strict=True))
-        for i, log in enumerate(self._logs):
-            log.actions.append(actions[i])
-            if dones[i]:  # as SB3's: reset_infos[i] is env i's latest reset info
-                assert log.token is not None
-                log.start(log.token + 1, None, None)
-                self.reset_infos[i] = reset_infos[i]
+        obs, rewards, dones, infos = results
         return (_stack(obs, self.observation_space), np.array(rewards, dtype=np.float32),
                 np.array(dones, dtype=bool), infos)  # fmt: skip
+
+    def step_envs(
+        self, indices: Sequence[int], actions: np.ndarray
+    ) -> tuple[list[Any], list[float], list[bool], list[dict[str, Any]]]:
+        """Step only the envs ``indices`` (the others stay where they are), with SB3's
+        auto-reset; per env in ``indices``: observations, rewards, dones and infos.
+        :class:`~prunegym.agents.rounds.EpisodeRounds` plays rounds of episodes with it."""
+        idx = [int(i) for i in indices]
+        if len(actions) != len(idx):
+            raise ValueError(f"expected {len(idx)} actions, got {len(actions)}")
+        if not idx:
+            return [], [], [], []
+        return self._collect(idx, self._submit(idx, actions))
+
+    def _submit(self, idx: Sequence[int], actions: np.ndarray) -> list[Any]:
+        if any(self._logs[i].token is None for i in idx):
+            raise RuntimeError("call reset() before step()")
+        self._actions = np.array(actions, copy=True)
+        return [self._actors[i].step.remote(self._logs[i].sync(), a)
+                for i, a in zip(idx, self._actions, strict=True)]  # fmt: skip
+
+    def _collect(self, idx: Sequence[int], refs: list[Any]) -> tuple[list, list, list, list]:
+        assert self._actions is not None
+        action_of = dict(zip(idx, self._actions, strict=True))
+
+        def ask(i: int) -> Any:
+            return self._actors[i].step.remote(self._logs[i].sync(), action_of[i])
+
+        results = self._gather(list(idx), refs, ask)
+        obs, rewards, dones, infos, reset_infos = (list(x) for x in zip(*results, strict=True))
+        for k, i in enumerate(idx):
+            log = self._logs[i]
+            log.actions.append(action_of[i])
+            if dones[k]:  # as SB3's: reset_infos[i] is env i's latest reset info
+                assert log.token is not None
+                log.start(log.token + 1, None, None)
+                self.reset_infos[i] = reset_infos[k]
+        return obs, rewards, dones, infos
 
     def close(self) -> None:
         if self.closed:

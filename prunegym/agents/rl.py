@@ -22,51 +22,71 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
+from prunegym.agents.buffers import IDLE_KEY
 from prunegym.agents.checkpoint import CheckpointError, CheckpointState, generator_state
 from prunegym.agents.episodes import play_episode, record_from_infos
-from prunegym.agents.factory import ALGOS, make_agent, noise_sigma
+from prunegym.agents.factory import ALGOS, OFF_POLICY, make_agent, noise_sigma
 from prunegym.agents.results import EpisodeRecord
+from prunegym.agents.rounds import EpisodeRounds, RoundUpdates, set_rounds
 from prunegym.agents.sb3_internals import restart_rollout
 from prunegym.agents.searcher import Searcher, check_searcher
 
 
 class _SB3Bridge(BaseCallback):
-    """Turns SB3's per-step callback hooks into the searcher's episodes and safe points."""
+    """Turns SB3's per-step callback hooks into the searcher's episodes and safe points.
 
-    def __init__(self, searcher: RLSearcher, episodes: int) -> None:
+    Each env's steps make its episode; episodes are recorded (numbered) in the order
+    they finish, envs in index order within a step. With ``rounds`` (several envs) a
+    safe point is the end of a round, and the next round plays only as many envs as
+    episodes are still wanted."""
+
+    def __init__(
+        self, searcher: RLSearcher, episodes: int, rounds: EpisodeRounds | None = None
+    ) -> None:
         super().__init__()
         self.searcher = searcher
         self.episodes = episodes
-        self._steps: list[dict[str, Any]] = []
-        self._t0 = time.perf_counter()
+        self.rounds = rounds
+        self._steps: dict[int, list[dict[str, Any]]] = {}
+        self._t0: dict[int, float] = {}  # when each env's episode started
+        self._start = time.perf_counter()  # ... unless it is not in _t0
         self._stop = False
 
     def _on_training_start(self) -> None:
-        self._t0 = time.perf_counter()
+        self._start, self._t0 = time.perf_counter(), {}
 
     def _on_rollout_start(self) -> None:
         # after the previous update and before the next episode's first step: the
         # agent, its buffer and the history agree, so the state may be saved here
-        if not self._steps:
-            self.searcher._safe_point()
-            if self.searcher.stop_requested or len(self.searcher.history) >= self.episodes:
-                self._stop = True  # the next step (not recorded, not stored) ends learn
+        if any(self._steps.values()):
+            return
+        s = self.searcher
+        s._safe_point()
+        if s.stop_requested or len(s.history) >= self.episodes:
+            self._stop = True  # the next step (not recorded, not stored) ends learn
+        elif self.rounds is not None:
+            self.rounds.round_size = min(self.rounds.num_envs, self.episodes - len(s.history))
+            self._start, self._t0 = time.perf_counter(), {}  # the round starts now
 
     def _on_step(self) -> bool:
         if self._stop:
             return False
-        infos, dones = self.locals["infos"], self.locals["dones"]
-        self._steps.append(dict(infos[0]))
-        if bool(dones[0]):
-            s = self.searcher
-            now = time.perf_counter()
-            rec = record_from_infos(len(s.history), self._steps, now - self._t0)
-            self._t0 = now
-            self._steps = []
-            s._record(rec)
-            if len(s.history) >= self.episodes and isinstance(self.model, OnPolicyAlgorithm):
-                return False
+        now = time.perf_counter()
+        for i, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"],
+                                             strict=True)):  # fmt: skip
+            if info.get(IDLE_KEY):
+                continue
+            self._steps.setdefault(i, []).append(dict(info))
+            if bool(done):
+                s = self.searcher
+                seconds = now - self._t0.get(i, self._start)
+                rec = record_from_infos(len(s.history), self._steps.pop(i), seconds)
+                self._t0[i] = now
+                s._record(rec)
+        if len(self.searcher.history) >= self.episodes:
+            return not isinstance(self.model, OnPolicyAlgorithm)
         return True
 
 
@@ -93,11 +113,25 @@ class RLSearcher(Searcher):
         self.name = algo
         self.agent = agent
         self.agent_options = dict(agent_options)
+        self.rounds: EpisodeRounds | None = None
         self._resumed = False
+
+    def use_envs(self, venv: VecEnv | None) -> None:
+        """Learn on ``venv``'s envs (e.g. a :class:`~prunegym.agents.ray_vec_env.RayVecEnv`
+        of N workers), in rounds of one episode per env (:mod:`prunegym.agents.rounds`);
+        None: on the searcher's env. Call it before :meth:`search` and before loading a
+        checkpoint (an agent saved on another number of envs continues on these)."""
+        if venv is not None and self.algo not in OFF_POLICY:
+            raise ValueError(f"{self.algo} learns on one env; several envs need an "
+                             f"off-policy agent ({', '.join(OFF_POLICY)})")  # fmt: skip
+        if self.agent is not None:
+            raise ValueError("use_envs() must come before the agent is built or loaded")
+        self.rounds = None if venv is None else EpisodeRounds(venv)
 
     def make(self, env: gym.Env) -> BaseAlgorithm:
         if self.agent is None:
-            self.agent = make_agent(self.algo, env, seed=self.seed, **self.agent_options)
+            self.agent = make_agent(self.algo, env, seed=self.seed, vec_env=self.rounds,
+                                    **self.agent_options)  # fmt: skip
         return self.agent
 
     def exploration_sigma(self) -> float:
@@ -111,8 +145,13 @@ class RLSearcher(Searcher):
             # continue the env's RNG as saved (the pruning env's reset is deterministic)
             restart_rollout(agent)
             self._restore_env_rng()
-        # an episode has at most n_units steps: the bridge stops learn at ``episodes``
-        agent.learn(remaining * self.game.n_units, callback=_SB3Bridge(self, episodes),
+        # an episode has at most n_units steps (a round of n envs at most n * n_units
+        # timesteps): the bridge stops learn at ``episodes``
+        n = 1 if self.rounds is None else self.rounds.num_envs
+        callbacks: list[BaseCallback] = [_SB3Bridge(self, episodes, self.rounds)]
+        if self.rounds is not None:
+            callbacks.append(RoundUpdates(self.rounds))
+        agent.learn(math.ceil(remaining / n) * n * self.game.n_units, callback=callbacks,
                     reset_num_timesteps=not self.history)  # fmt: skip
         self._resumed = False
 
@@ -155,10 +194,18 @@ class RLSearcher(Searcher):
         if "agent.zip" in state.blobs:
             if self.env is None:
                 raise CheckpointError("resuming an RL search needs the environment")
-            agent = ALGOS[self.algo].load(io.BytesIO(state.blobs["agent.zip"]), env=self.env,
+            env = self.rounds if self.rounds is not None else self.env
+            agent = ALGOS[self.algo].load(io.BytesIO(state.blobs["agent.zip"]), env=env,
                                           device="cpu")  # fmt: skip
             if "replay_buffer.pkl" in state.blobs and isinstance(agent, OffPolicyAlgorithm):
                 agent.load_replay_buffer(io.BytesIO(state.blobs["replay_buffer.pkl"]))
+            if isinstance(agent, OffPolicyAlgorithm):
+                try:  # saved on another number of envs: continue on these
+                    set_rounds(agent, self.rounds is not None)
+                except ValueError as exc:
+                    raise CheckpointError(
+                        f"cannot resume this agent on {agent.n_envs} env(s): {exc}"
+                    ) from None
             agent.action_space.np_random.bit_generator.state = state.meta["action_space_rng"]
             self.agent = agent
             self._resumed = True

@@ -24,6 +24,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import update_learning_rate
 
+from prunegym.agents.noise import base_noise
+
 # the mixin's host is an SB3 off-policy algorithm: type-check it as one
 if TYPE_CHECKING:
     _Host = OffPolicyAlgorithm
@@ -54,7 +56,10 @@ class AMCExplorationMixin(_Host):
       around the actor's action truncated to the bounds, instead of SB3's add-and-clip;
     - the noise's decay counts the algorithm's own finished episodes, which SB3 saves
       with the agent, so a resumed agent explores exactly as before;
-    - ``critic_learning_rate`` (when set) is the critic's, ``learning_rate`` the actor's.
+    - ``critic_learning_rate`` (when set) is the critic's, ``learning_rate`` the actor's;
+    - on several envs playing rounds of episodes (:mod:`prunegym.agents.rounds`), SB3
+      does not update (``gradient_steps`` 0) and :meth:`end_round` updates instead, once
+      ``episode_train_freq`` episodes finished since the last update.
     """
 
     def __init__(
@@ -70,15 +75,23 @@ class AMCExplorationMixin(_Host):
 
     critic_learning_rate: float | None = None
     warmup_episodes: int = 0
+    #: Set for rounds on several envs (:func:`prunegym.agents.rounds.set_rounds`): the
+    #: episodes between updates, the gradient steps of one (-1: one per transition),
+    #: and the episodes and transitions at the last update (saved with the agent).
+    episode_train_freq: int | None = None
+    episode_gradient_steps: int = -1
+    round_updated_at: int = 0
+    round_transitions: int = 0
 
     def _sample_action(
         self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         warm = finished_episodes(self) < self.warmup_episodes
         starts = self.num_timesteps + 1 if warm else 0  # SB3 samples uniformly while warm
-        if action_noise is not None and hasattr(action_noise, "episodes"):
-            action_noise.episodes = finished_episodes(self)
-        perturb = getattr(action_noise, "perturb", None)
+        noise = base_noise(action_noise)
+        if noise is not None and hasattr(noise, "episodes"):
+            noise.episodes = finished_episodes(self)
+        perturb = getattr(noise, "perturb", None)
         if perturb is None and not warm:
             return super()._sample_action(starts, action_noise, n_envs)
         action, buffer_action = super()._sample_action(starts, None, n_envs)
@@ -91,6 +104,20 @@ class AMCExplorationMixin(_Host):
         if finished_episodes(self) <= self.warmup_episodes:
             return  # no update during the warm-up
         super().train(gradient_steps, batch_size)
+
+    def end_round(self, transitions: int) -> None:
+        """A round of episodes on the envs ended with ``transitions`` stored: update
+        once ``episode_train_freq`` episodes finished since the last update, with one
+        gradient step per transition stored since then (AMC's, as after an episode on
+        one env) or ``episode_gradient_steps``."""
+        self.round_transitions += int(transitions)
+        if finished_episodes(self) - self.round_updated_at < (self.episode_train_freq or 1):
+            return
+        steps = self.episode_gradient_steps
+        steps = self.round_transitions if steps < 0 else steps
+        self.round_updated_at, self.round_transitions = finished_episodes(self), 0
+        if steps > 0:
+            self.train(gradient_steps=steps, batch_size=self.batch_size)
 
     def _update_learning_rate(self, optimizers: Any) -> None:
         super()._update_learning_rate(optimizers)

@@ -4,6 +4,8 @@ Tricks, each switchable (and measured in ``benchmarks/bench_episode.py``):
 
 - a fixed evaluation subset of ``subset_size`` reward images, drawn once with ``seed``
   and kept in memory as tensors (``preload``), so no episode re-reads or re-transforms;
+  a slice larger than ``preload_max_mb`` (default :data:`PRELOAD_MAX_MB`, 1024 MB) is
+  streamed from the dataset in batches instead, with the same results;
 - a second, disjoint held-out slice of the reward split (``heldout_size``, default a
   fifth of it), never seen by the search: the best candidates are re-scored on it
   (``split="heldout"``) so the one picked is not merely the luckiest on the first;
@@ -44,6 +46,8 @@ from prunegym.envs.scoring import NonFiniteOutputError, Score, score_batches
 from prunegym.pruners import ChannelPruner, PruningPolicy, WeightPruner
 
 Mode = Literal["auto", "masked", "physical"]
+#: The most memory (MiB) the preloaded slices may take together; above it they stream.
+PRELOAD_MAX_MB = 1024.0
 Split = Literal["search", "heldout"]
 
 
@@ -94,6 +98,10 @@ class Evaluator:
     (normally the un-augmented train split), a tensor of inputs, or a sequence of
     batches (``x`` or ``(x, y)``); ``bn_batches`` batches of ``bn_batch_size`` are drawn
     once with ``seed``. ``bn_recalibration=None`` means on when calibration data is given.
+    ``preload`` keeps the slices in memory as tensors while their inputs and labels take
+    at most ``preload_max_mb`` MiB together (the search slice first); a slice above the
+    cap is read from the dataset batch by batch at every evaluation (same batches, same
+    results, slower on expensive datasets).
     ``mode="auto"`` evaluates the first ``probe`` candidates both masked and physically
     pruned, then keeps the route whose fastest run was faster (channel pruning only;
     weight pruning is always masked: folding its masks does not shrink the network).
@@ -115,6 +123,7 @@ class Evaluator:
         mode: Mode = "auto",
         probe: int = 2,
         preload: bool = True,
+        preload_max_mb: float = PRELOAD_MAX_MB,
         device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
@@ -127,11 +136,15 @@ class Evaluator:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
         if isinstance(probe, bool) or not isinstance(probe, int) or probe < 0:
             raise ValueError(f"probe must be a non-negative integer, got {probe!r}")
+        if isinstance(preload_max_mb, bool) or not isinstance(preload_max_mb, int | float) \
+                or not preload_max_mb >= 0:  # fmt: skip
+            raise ValueError(f"preload_max_mb must be a number >= 0, got {preload_max_mb!r}")
         self.device = canonical_device(device)
         self.batch_size = batch_size
         self.mode: Mode = mode
         self.probe = probe
         self.preload = preload
+        self.preload_max_mb = float(preload_max_mb)
         self.seed = seed
         self.cache_enabled = cache
         self.cache_size = cache_size
@@ -145,11 +158,7 @@ class Evaluator:
         self._indices = {"search": self.subset_indices, "heldout": self.heldout_indices}
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         if preload:
-            for split, indices in self._indices.items():
-                if not len(indices):
-                    continue  # no held-out slice
-                x, y = materialize(self._dataset, indices)
-                self._tensors[split] = (x.to(self.device), y.to(self.device))
+            self._preload()
         self.calibration, self.calibration_indices = calibration_batches(
             calibration, bn_batches, bn_batch_size, seed, self.device
         )
@@ -173,6 +182,26 @@ class Evaluator:
         }  # fmt: skip
 
     # data -------------------------------------------------------------------------
+    def _preload(self) -> None:
+        """Hold the slices as tensors while they fit in ``preload_max_mb`` together (the
+        size is measured on one sample, before anything else is read)."""
+        budget = self.preload_max_mb * 2**20
+        for split, indices in self._indices.items():
+            if not len(indices):
+                continue  # no held-out slice
+            x1, y1 = materialize(self._dataset, indices[:1])
+            size = len(indices) * (x1.element_size() * x1.numel() + y1.element_size())
+            if size > budget:
+                continue  # streamed by batches()
+            budget -= size
+            x, y = materialize(self._dataset, indices)
+            self._tensors[split] = (x.to(self.device), y.to(self.device))
+
+    @property
+    def preloaded(self) -> tuple[str, ...]:
+        """The slices held in memory as tensors (the others stream)."""
+        return tuple(self._tensors)
+
     @property
     def samples(self) -> int:
         """Samples of the search slice."""

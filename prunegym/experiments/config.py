@@ -118,7 +118,9 @@ class SearchConfig:
     ``workers`` > 1 evaluates candidates on that many Ray workers (``distributed``; 1:
     serial, Ray is not imported); the black-box searchers propose ``batch_size``
     candidates at a time (the same ``batch_size`` gives the same search with any number
-    of workers; set it to at least ``workers`` to keep them all busy)."""
+    of workers; set it to at least ``workers`` to keep them all busy); an off-policy
+    agent (ddpg, td3, sac) plays rounds of one episode per worker (what that changes:
+    ``docs/rewards-and-searchers.md``, parallel workers)."""
 
     agent: str = "ddpg"
     episodes: int = 100

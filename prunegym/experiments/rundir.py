@@ -55,8 +55,11 @@ EXPORT_DIR = "export"
 METRICS_FILE = "metrics.json"  # in EXPORT_DIR
 #: What makes a directory a schedule's (:mod:`prunegym.experiments.schedule`).
 SCHEDULE_FILE = "schedule.json"
-#: Keys that may differ between a run and its resumption.
-RESUMABLE_KEYS = ("search.episodes", "run.progress", "run.out", "run.threads")
+#: Keys that may differ between a run and its resumption (a key also covers the keys
+#: under it): how many episodes, where and how it runs, never what is searched. The
+#: workers are among them: a search cut at N workers continues at any other number.
+RESUMABLE_KEYS = ("search.episodes", "run.progress", "run.out", "run.threads",
+                  "search.workers", "distributed")  # fmt: skip
 
 
 def check_writable_dir(path: Path, label: str = "--out") -> None:

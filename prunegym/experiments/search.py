@@ -125,6 +125,7 @@ def _callbacks(cfg: Config, run_dir: Path, extra: Sequence[Any]) -> list[Any]:
 def check_workers(cfg: Config) -> None:
     """``search.workers`` / ``search.batch_size`` errors, found before anything starts."""
     from prunegym.agents import BASELINES
+    from prunegym.agents.factory import OFF_POLICY
 
     s = cfg.search
     for key, value in (("workers", s.workers), ("batch_size", s.batch_size)):
@@ -134,9 +135,15 @@ def check_workers(cfg: Config) -> None:
     if s.batch_size > 1 and not batching:
         raise ConfigError(f"search.batch_size > 1 needs a searcher that proposes batches "
                           f"(random, random-raw, evolution, cmaes), not {s.agent!r}")  # fmt: skip
-    if s.workers > 1 and not batching:
+    if s.workers > 1 and not batching and s.agent not in OFF_POLICY:
         raise ConfigError(f"search.workers > 1 needs a searcher that evaluates batches "
-                          f"(random, random-raw, evolution, cmaes), not {s.agent!r}")  # fmt: skip
+                          f"(random, random-raw, evolution, cmaes) or an off-policy agent "
+                          f"({', '.join(OFF_POLICY)}), not {s.agent!r}")  # fmt: skip
+    freq = s.options.get("train_freq")
+    if s.workers > 1 and freq is not None and not (isinstance(freq, list | tuple)
+                                                   and list(freq)[1:] == ["episode"]):  # fmt: skip
+        raise ConfigError("with search.workers > 1 search.options.train_freq counts episodes: "
+                          f"give it as [n, episode], not {freq!r}")  # fmt: skip
     d = cfg.distributed
     if d.threads_per_worker is not None and d.threads_per_worker < 1:
         raise ConfigError(f"distributed.threads_per_worker must be >= 1, got "
@@ -173,21 +180,43 @@ def ray_session(cfg: Config) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def worker_pool(cfg: Config, workload: Any) -> Iterator[Any]:
+def workers(cfg: Config, workload: Any) -> Iterator[Any]:
     """The Ray workers of ``search.workers > 1``, each with the env of ``cfg`` on the
-    workload's model and data (a picklable factory, put in Ray's store once); None
-    for 1 worker."""
+    workload's model and data (a picklable factory, put in Ray's store once): a
+    :class:`~prunegym.agents.worker_pool.WorkerPool` for the black-box searchers, a
+    :class:`~prunegym.agents.ray_vec_env.RayVecEnv` for an RL agent; None for 1."""
     if cfg.search.workers == 1:
         yield None
         return
-    from prunegym.agents.worker_pool import WorkerPool
+    from prunegym.agents import BASELINES
 
     d = cfg.distributed
     env_fn = functools.partial(build_env, cfg, workload.model, workload.data)
-    with WorkerPool(env_fn, cfg.search.workers, threads_per_worker=d.threads_per_worker,
-                    resources_per_worker=d.resources_per_worker, max_restarts=d.max_restarts,
-                    max_task_retries=d.max_task_retries) as pool:  # fmt: skip
-        yield pool
+    options: dict[str, Any] = {
+        "threads_per_worker": d.threads_per_worker, "max_restarts": d.max_restarts,
+        "resources_per_worker": d.resources_per_worker, "max_task_retries": d.max_task_retries,
+    }  # fmt: skip
+    if cfg.search.agent in BASELINES:
+        from prunegym.agents.worker_pool import WorkerPool
+
+        with WorkerPool(env_fn, cfg.search.workers, **options) as pool:
+            yield pool
+        return
+    from prunegym.agents.ray_vec_env import RayVecEnv
+
+    venv = RayVecEnv([env_fn] * cfg.search.workers, **options)
+    try:
+        yield venv
+    finally:
+        venv.close()
+
+
+def _use_workers(searcher: Any, cfg: Config, found: Any) -> None:
+    """Hand the workers to the searcher (a batch searcher's pool, an agent's envs)."""
+    if hasattr(searcher, "use_workers"):
+        searcher.use_workers(found, cfg.search.batch_size)
+    elif found is not None:
+        searcher.use_envs(found)
 
 
 def _save_agent(searcher: Any, run_dir: Path) -> None:
@@ -228,22 +257,23 @@ def run_search(
             torch.set_num_threads(cfg.run.threads)
         workload, env = _dense_model_phase(cfg, run_dir, resume, log, notes)
         searcher = make_searcher(cfg.search.agent, env, seed=cfg.seed, **cfg.search.options)
-        if resume:
-            searcher.load_checkpoint(run_dir / CHECKPOINT_FILE, env=env)
-        else:
-            write_config(run_dir, cfg)
-            if not workload.in_train_file:  # keep the dense model: export prunes this one
-                save_dense(run_dir / BASE_MODEL_FILE, workload.model, workload.spec, workload.data)
-        write_run_info(run_dir, command, resume, len(searcher.history))
-        callbacks = _callbacks(cfg, run_dir, extra_callbacks)
-        workers = f", {cfg.search.workers} workers" if cfg.search.workers > 1 else ""
-        log(f"searching with {cfg.search.agent}: {cfg.search.episodes} episodes "
-            f"({len(searcher.history)} done{workers})")  # fmt: skip
-        start = time.perf_counter()
-        with worker_pool(cfg, workload) as pool, stop_at_episode_boundary(searcher) as stop:
-            if hasattr(searcher, "use_workers"):
-                searcher.use_workers(pool, cfg.search.batch_size)
-            result = searcher.search(env, cfg.search.episodes, callbacks=callbacks)
+        with workers(cfg, workload) as found:
+            _use_workers(searcher, cfg, found)
+            if resume:
+                searcher.load_checkpoint(run_dir / CHECKPOINT_FILE, env=env)
+            else:
+                write_config(run_dir, cfg)
+                if not workload.in_train_file:  # keep the dense model: export prunes this one
+                    save_dense(run_dir / BASE_MODEL_FILE, workload.model, workload.spec,
+                               workload.data)  # fmt: skip
+            write_run_info(run_dir, command, resume, len(searcher.history))
+            callbacks = _callbacks(cfg, run_dir, extra_callbacks)
+            n = f", {cfg.search.workers} workers" if cfg.search.workers > 1 else ""
+            log(f"searching with {cfg.search.agent}: {cfg.search.episodes} episodes "
+                f"({len(searcher.history)} done{n})")  # fmt: skip
+            start = time.perf_counter()
+            with stop_at_episode_boundary(searcher) as stop:
+                result = searcher.search(env, cfg.search.episodes, callbacks=callbacks)
         seconds = time.perf_counter() - start
         interrupted = searcher.stop_requested and len(result.history) < cfg.search.episodes
         status = "interrupted" if interrupted else "completed"
