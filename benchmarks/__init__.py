@@ -1,0 +1,1 @@
+"""Benchmark scripts, and the models a user brings (``benchmarks.models``)."""
