@@ -88,10 +88,10 @@ def timed_pool(env_fn: Any, workers: int, warmup: np.ndarray, cands: np.ndarray)
 
     t0 = time.perf_counter()
     with WorkerPool(env_fn, workers, threads_per_worker=1) as pool:
-        pool.evaluate_batch(np.concatenate([warmup] * workers))  # about `warmup` per worker
+        pool.evaluate_batch(np.concatenate([warmup] * workers), per_unit="actions")  # warm-up
         one_off = time.perf_counter() - t0
         t0 = time.perf_counter()
-        outcomes = pool.evaluate_batch(cands)
+        outcomes = pool.evaluate_batch(cands, per_unit="actions")  # as play_episode: by unit
         seconds = time.perf_counter() - t0
     return {"s_per_episode": seconds / len(cands), "one_off_s": one_off,
             "rewards": [o.reward for o in outcomes]}  # fmt: skip
