@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunegym.experiments.bench.cells import DONE, Cell, cell_state
-from prunegym.experiments.bench.config import BenchConfig
-from prunegym.experiments.bench.runner import (
+from prunegym.experiments.bench.cell_work import (
     Log,
     ensure_dense,
     finished_row,
@@ -33,6 +31,8 @@ from prunegym.experiments.bench.runner import (
     record_row,
     work_on_cell,
 )
+from prunegym.experiments.bench.cells import DONE, Cell, cell_state
+from prunegym.experiments.bench.config import BenchConfig
 from prunegym.experiments.config import ConfigError
 from prunegym.experiments.signals import exit_status
 
