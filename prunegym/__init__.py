@@ -42,5 +42,5 @@ __all__ = [
 def __getattr__(name: str) -> ModuleType:
     """``prunegym.envs``, ``prunegym.agents``, ... import on first use (PEP 562)."""
     if name in ("agents", "envs", "experiments", "utils"):
-        return importlib.import_module(f"prunegym.{name}")
+        return importlib.import_module(f"prunegym.{name}")  # one of the four names above
     raise AttributeError(f"module 'prunegym' has no attribute {name!r}")

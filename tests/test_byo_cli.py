@@ -214,7 +214,7 @@ def test_train_own_model_with_dataset_options_round_trips(
     assert options["image_size"] == [16, 16] and options["channels"] == 3
     data = build_data_like(ckpt.metadata["dataset"])
     assert data.example_input.shape == (1, 3, 16, 16)
-    model = ckpt.build_model()
+    model = ckpt.build_model(trusted_code=(f"{pkg}.nets:sized",))  # the caller names it
     assert model[0].in_channels == 3 and model[0].out_channels == 6
 
     # A search on the trained file rebuilds the same model and the same padded RGB data.
@@ -263,3 +263,33 @@ def test_train_keyword_mistakes_are_one_line(
     code = main(["train", "--model", "smallcnn", "--out", str(out), *argv])
     _one_error_line(capsys, code, fragment)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("names", ["model", "dataset"])
+def test_code_named_by_a_checkpoint_runs_only_when_the_config_names_it(
+    pkg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], names: str
+) -> None:
+    from prunegym.experiments.checkpoint import save_checkpoint
+    from prunegym.experiments.data import build_data
+    from prunegym.experiments.models import build_model
+
+    marker = tmp_path / "ran"
+    evil = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\ndef build(**kw): pass\n"
+    (tmp_path / "src" / pkg / "evil.py").write_text(evil)
+    data = build_data("digits", reward_val_size=100, seed=0)
+    described = data.describe()
+    if names == "dataset":
+        described = {**described, "name": f"{pkg}.evil:build"}
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, build_model("smallcnn", 1, 10),
+                    model_name=f"{pkg}.evil:build" if names == "model" else "smallcnn",
+                    in_channels=1, num_classes=10, dataset=described)  # fmt: skip
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump({"workload": {"checkpoint": str(ckpt)},
+                                      "search": {"agent": "random", "episodes": 1},
+                                      "run": RUN}))  # fmt: skip
+    run = tmp_path / "run"
+    code = main(["search", "--config", str(config), "--out", str(run)])
+    _one_error_line(capsys, code, "names code to run", f"{pkg}.evil:build",
+                    f"workload.{names}: {pkg}.evil:build")  # fmt: skip
+    assert not marker.exists() and not run.exists()  # nothing imported, nothing written

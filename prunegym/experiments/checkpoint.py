@@ -18,7 +18,7 @@ import datetime as _dt
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,15 +73,19 @@ class Checkpoint:
         built with keywords): the arguments of ``build_model``."""
         return dict(self.metadata["model"])
 
-    def build_model(self) -> nn.Module:
+    def build_model(self, trusted_code: Collection[str] = ()) -> nn.Module:
         """Rebuild the model and load the weights (strictly), in eval mode on the CPU.
 
         A checkpoint of a pruned model records its layers' sizes (``shapes``): the dense
-        architecture is built, then resized to them before the weights are loaded."""
+        architecture is built, then resized to them before the weights are loaded. A model
+        recorded as ``package.module:function`` is imported only when it is in
+        ``trusted_code`` (the caller's own ``workload.model``): the file is data."""
         from prunegym.experiments.models import build_model
+        from prunegym.experiments.user_code import check_trusted
         from prunegym.pruners.io import resize_like
 
         spec = self.model_spec
+        check_trusted(spec["name"], trusted_code, str(self.path), "workload.model")
         model = build_model(
             spec["name"], spec.get("in_channels"), spec.get("num_classes"),
             **dict(spec.get("kwargs") or {}),

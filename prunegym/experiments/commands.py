@@ -43,7 +43,7 @@ COMMANDS: dict[str, str] = {
 
 def load_command(name: str) -> Command:
     """The :class:`Command` registered as ``name`` (imports its module)."""
-    command = importlib.import_module(COMMANDS[name]).COMMAND
+    command = importlib.import_module(COMMANDS[name]).COMMAND  # the fixed registry above
     if not isinstance(command, Command) or command.name != name:
         raise TypeError(f"{COMMANDS[name]}.COMMAND is not the {name!r} command")
     return command

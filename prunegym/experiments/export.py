@@ -111,7 +111,7 @@ def missing_onnx_package() -> str | None:
 
     for name in ONNX_PACKAGES:
         try:
-            importlib.import_module(name)
+            importlib.import_module(name)  # the fixed ONNX_PACKAGES, never a name from a file
         except ImportError:
             return name
     return None

@@ -6,6 +6,10 @@ user's own code intent: prunegym imports that module and calls the function, as
 other tools that take ``module:function`` (uvicorn, gunicorn), the current directory is
 importable. Mistakes (no such module or function, arguments it does not take) are one
 line :class:`~prunegym.experiments.config.ConfigError` (exit status 2 on the command line).
+
+A *file* never chooses code to run: an import path recorded in a checkpoint's metadata
+(its model or its dataset) is used only when the caller names the same path itself
+(:func:`check_trusted`); the config is the caller's intent, the checkpoint is data.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from prunegym.experiments.config import ConfigError
 
-__all__ = ["call_function", "is_import_path", "load_function"]
+__all__ = ["call_function", "check_trusted", "is_import_path", "load_function"]
 
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -28,6 +32,17 @@ _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)
 def is_import_path(name: str) -> bool:
     """Whether ``name`` reads ``package.module:function`` (``tv:<name>`` is torchvision's)."""
     return isinstance(name, str) and ":" in name and not name.startswith("tv:")
+
+
+def check_trusted(name: object, trusted: Collection[object], source: str, key: str) -> None:
+    """Refuse, in one line and before importing anything, an import path that a file
+    (``source``) records but the caller did not name in ``trusted``; other names (zoo,
+    ``tv:``, registered datasets) pass."""
+    if isinstance(name, str) and is_import_path(name) and name not in trusted:
+        raise ConfigError(
+            f"{source} names code to run ({name!r}); a file never chooses code: if you trust "
+            f"it, name it yourself ({key}: {name})"
+        )
 
 
 def load_function(path: str, what: str) -> Callable[..., Any]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prunegym.experiments.config import Config, ConfigError
-from prunegym.experiments.user_code import is_import_path, load_function
+from prunegym.experiments.user_code import check_trusted, is_import_path, load_function
 
 RL_AGENTS = ("ddpg", "td3", "sac", "ppo")
 #: The model keywords that come from the data unless ``workload.model_kwargs`` sets them.
@@ -209,13 +209,17 @@ def _from_train_file(cfg: Config, ckpt: Any) -> tuple[Any, Any, dict[str, Any]]:
     if wanted and wanted != built:
         raise ConfigError(f"workload.model_kwargs are {wanted} but {w.checkpoint} was built "
                           f"with {built}")  # fmt: skip
-    if not ckpt.metadata.get("dataset"):
+    described = ckpt.metadata.get("dataset")
+    if not described:
         raise ConfigError(f"{w.checkpoint} records no dataset; cannot rebuild its splits")
+    # a checkpoint is data: code it names runs only when this config names it too
+    check_trusted(dict(described).get("name"), (w.dataset,), str(w.checkpoint),
+                  "workload.dataset")  # fmt: skip
     try:
-        model = ckpt.build_model()
+        model = ckpt.build_model(trusted_code=(w.model,) if w.model else ())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return model.eval(), build_data_like(ckpt.metadata["dataset"], w.data_dir), spec
+    return model.eval(), build_data_like(described, w.data_dir), spec
 
 
 _WEIGHTS_KINDS = {"state_dict": "a plain state_dict", "training": "a training checkpoint"}

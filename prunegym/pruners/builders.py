@@ -48,7 +48,7 @@ def resolve_builder(target: str) -> Builder:
     builder: Builder | None = None
     if target == ZOO_BUILDER:
         module, _, attr = ZOO_BUILDER.partition(":")
-        builder = getattr(importlib.import_module(module), attr)
+        builder = getattr(importlib.import_module(module), attr)  # the one allow-listed zoo
     elif target.startswith(TORCHVISION_PREFIX):
         builder = _torchvision_classifier(target[len(TORCHVISION_PREFIX) :])
     if builder is None:
