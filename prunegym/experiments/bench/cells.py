@@ -128,13 +128,11 @@ RESTART = "restart"  # cut before its first checkpoint: nothing to keep
 FRESH = "fresh"  # not started
 
 
-def cell_state(
-    cell: Cell, out: Path, finetune_epochs: int, finetune_samples: int | None = None
-) -> str:
-    """What is left to do for ``cell`` given its run directory."""
+def cell_state(cell: Cell, out: Path, cfg: BenchConfig) -> str:
+    """What is left to do for ``cell`` given its run directory and the bench's fine-tune."""
     run_dir = cell.run_dir(out)
     if read_json(run_dir / "summary.json").get("status") == "completed":
-        done = export_matches(run_dir, finetune_epochs, cell.seed, finetune_samples)
+        done = export_matches(run_dir, cfg.finetune_epochs, cell.seed, cfg.finetune_samples)
         return DONE if done else EXPORT
     if (run_dir / CHECKPOINT_FILE).is_file():
         return RESUME

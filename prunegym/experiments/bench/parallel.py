@@ -100,7 +100,7 @@ def run_parallel(
 
     done, jobs = 0, []
     for cell in cells:
-        state = cell_state(cell, out, cfg.finetune_epochs, cfg.finetune_samples)
+        state = cell_state(cell, out, cfg)
         if state == DONE:
             row, action = finished_row(cell, out, results.get(cell.key))
             record_row(out, cells, results, row)

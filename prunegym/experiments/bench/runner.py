@@ -102,7 +102,7 @@ def _run_serial(
     log: Log,
 ) -> int:
     for i, cell in enumerate(cells, 1):
-        state = cell_state(cell, out, cfg.finetune_epochs, cfg.finetune_samples)
+        state = cell_state(cell, out, cfg)
         if state == DONE:
             row, action = finished_row(cell, out, results.get(cell.key))
         else:
@@ -119,7 +119,7 @@ def _run_serial(
 
 
 def _done(cell: Cell, cfg: BenchConfig, out: Path) -> bool:
-    return cell_state(cell, out, cfg.finetune_epochs, cfg.finetune_samples) == DONE
+    return cell_state(cell, out, cfg) == DONE
 
 
 def check_finetune_samples(cfg: BenchConfig, pending: Sequence[Cell]) -> None:
