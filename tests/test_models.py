@@ -113,3 +113,13 @@ def test_same_seed_same_weights() -> None:
     torch.manual_seed(3)
     b = build_model("resnet20", in_channels=1).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_vgg_width_scales_every_conv_and_keeps_the_depth() -> None:
+    full = [m.out_channels for m in build_model("vgg16").modules() if isinstance(m, nn.Conv2d)]
+    narrow_model = build_model("vgg16", in_channels=1, width=0.25)
+    narrow = [m.out_channels for m in narrow_model.modules() if isinstance(m, nn.Conv2d)]
+    assert narrow == [max(8, c // 4) for c in full] and len(narrow) == 13
+    assert narrow_model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="width must be positive"):
+        build_model("vgg11", width=0)

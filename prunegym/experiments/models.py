@@ -92,18 +92,27 @@ _VGG_CFG: dict[int, list[int | str]] = {
 
 
 class CifarVGG(nn.Module):
-    """VGG with batch norm for small images: conv stack, global pooling, one linear layer."""
+    """VGG with batch norm for small images: conv stack, global pooling, one linear layer.
 
-    def __init__(self, depth: int, in_channels: int = 3, num_classes: int = 10) -> None:
+    ``width`` scales every conv's channels (at least 8), keeping the depth: ``width=0.25``
+    is VGG-16's 13 conv layers at 16-128 channels, 1/16 of the parameters.
+    """
+
+    def __init__(
+        self, depth: int, in_channels: int = 3, num_classes: int = 10, width: float = 1.0
+    ) -> None:
         super().__init__()
+        if not width > 0:
+            raise ValueError(f"width must be positive, got {width!r}")
         layers: list[nn.Module] = []
         c_in = in_channels
         for v in _VGG_CFG[depth]:
             if isinstance(v, str):  # "M"
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
             else:
-                layers += [*_conv_bn(c_in, v), nn.ReLU(inplace=True)]
-                c_in = v
+                c_out = max(8, int(v * width))
+                layers += [*_conv_bn(c_in, c_out), nn.ReLU(inplace=True)]
+                c_in = c_out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_in, num_classes)
@@ -230,7 +239,7 @@ def build_model(
     """Build a model by name: a zoo model (random init), ``tv:<name>`` or your own function.
 
     Zoo and torchvision models take ``in_channels`` (default 3) and ``num_classes``
-    (default 10) plus any keyword of their builder (``width`` for ``mobilenetv2``).
+    (default 10) plus any keyword of their builder (``width`` for ``mobilenetv2``, ``vgg11`` and ``vgg16``).
     ``package.module:function`` imports your module and returns ``function(**model_kwargs)``
     (``in_channels`` / ``num_classes`` are passed on only when given): naming a function
     is asking prunegym to run it, as a config naming one does. Unknown names, arguments
