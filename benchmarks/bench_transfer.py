@@ -5,9 +5,13 @@ For every target config, seed and K (evaluations): the zero-shot agent (1 evalua
 the profile transfer (1), uniform (1), random search (K), DDPG from scratch (K, with
 ``max(1, K // 4)`` warm-up episodes) and the transferred agent fine-tuned to K
 evaluations (the zero-shot episode plus K - 1 fine-tune episodes). Each is an ordinary
-``prunegym search`` run directory under OUT; ``--export-epochs E`` also fine-tunes every
-best policy for E epochs and reports its test accuracy. Prints a Markdown table (mean
-+- std over the seeds) and writes OUT/results.json.
+``prunegym search`` run directory under OUT; ``--export-epochs E`` also fine-tunes best
+policies for E epochs (on ``--export-samples`` seeded train images; all by default) and
+reports their test accuracy: those of the single-evaluation methods and of the runs whose
+K is in ``--export-at`` (default: every K). Prints a Markdown table (mean +- std over
+the seeds) and writes OUT/results.json after every target. A finished run is read back
+from its directory (``bench_row.json``), so an interrupted benchmark continues where it
+stopped and targets can be split across processes with different ``--out``.
 
     .venv/bin/python benchmarks/bench_transfer.py --source runs/transfer-source-resnet20 \
         --targets configs/transfer-target-resnet56.yaml configs/transfer-target-plain20.yaml \
@@ -42,13 +46,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--generalist", nargs="*", type=Path, default=[], help="source configs")
     p.add_argument("--generalist-episodes", type=int, default=300)
     p.add_argument("--export-epochs", type=int, default=0, help="fine-tune epochs (0: none)")
+    p.add_argument("--export-samples", type=int, default=None,
+                   help="fine-tune on this many seeded train images (default: all)")  # fmt: skip
+    p.add_argument("--export-at", nargs="+", type=int, default=None,
+                   help="fine-tune only at these K (and 1-evaluation methods)")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="override a key of every target config")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/transfer"))
     args = p.parse_args(argv)
     if min(args.k) < 1:
         p.error("--k values must be >= 1")
+    if args.export_at is not None and not set(args.export_at) <= set(args.k):
+        p.error("--export-at values must be among --k")
     return args
+
+
+ROW_FILE = "bench_row.json"
+SINGLE_EVALUATION = ("zero-shot", "profile", "uniform")
+
+
+def exported(spec: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Whether the run of ``spec`` is fine-tuned for its test accuracy."""
+    if args.export_epochs <= 0:
+        return False
+    if args.export_at is None or spec["method"].split(" ")[0] in SINGLE_EVALUATION:
+        return True
+    return int(spec["k"]) in args.export_at
 
 
 def train_generalist_source(configs: list[Path], episodes: int, out: Path) -> Path:
@@ -86,9 +109,14 @@ def plan(args: argparse.Namespace, sources: dict[str, Path]) -> list[dict[str, A
 
 def run_one(target: Path, seed: int, spec: dict[str, Any], args: argparse.Namespace,
             run_dir: Path) -> dict[str, Any]:  # fmt: skip
-    """One search run directory; its best policy's proxy (and test) accuracy."""
+    """One search run directory; its best policy's proxy (and test) accuracy. A run that
+    finished before (its ``bench_row.json`` written last) is read back, not redone."""
     from prunegym.experiments.config import apply_overrides, from_dict, load_config
     from prunegym.experiments.search import run_search
+    from prunegym.utils.files import write_json
+
+    if (run_dir / ROW_FILE).is_file():
+        return dict(json.loads((run_dir / ROW_FILE).read_text()))
 
     data = load_config(target).to_dict()
     data["search"] = {"agent": spec["agent"], "episodes": spec["k"], "options": spec["options"]}
@@ -105,11 +133,14 @@ def run_one(target: Path, seed: int, spec: dict[str, Any], args: argparse.Namesp
            "macs_ratio": best.metrics.get("macs_ratio", math.nan),
            "best_so_far": result.best_so_far().tolist(),
            "seconds": time.perf_counter() - start}  # fmt: skip
-    if args.export_epochs > 0:
+    if exported(spec, args):
         from prunegym.experiments.export import ExportOptions, export_run
 
-        metrics = export_run(run_dir, ExportOptions(epochs=args.export_epochs, progress=False))
-        row["test_accuracy"] = metrics["pruned"]["top1"]
+        opts = ExportOptions(epochs=args.export_epochs, train_samples=args.export_samples,
+                             latency_repeats=3, progress=False)  # fmt: skip
+        row["test_accuracy"] = export_run(run_dir, opts)["pruned"]["top1"]
+        row["export_seconds"] = time.perf_counter() - start - row["seconds"]
+    write_json(run_dir / ROW_FILE, row)
     return row
 
 
@@ -171,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"accuracy {row['accuracy']:.4f}", flush=True)  # fmt: skip
         summary["targets"][str(target)] = results
         print(f"\n### {target.stem}\n\n{table(results, max(args.k))}\n", flush=True)
-    (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 

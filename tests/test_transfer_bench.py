@@ -37,7 +37,7 @@ def _bench():
     return module
 
 
-def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys):
+def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys, monkeypatch):
     source = tmp_path / "source"
     cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
                       "search.episodes=3", "search.options.warmup_episodes=1"])  # fmt: skip
@@ -60,3 +60,31 @@ def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys)
     assert target["transfer+ft@2"][0]["best_so_far"][0] == zero  # episode 0 is the zero-shot
     for rows in target.values():
         assert rows[0]["macs_ratio"] <= 0.4
+
+    # A second invocation reads every finished run back instead of searching again.
+    import prunegym.experiments.search as search_module
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a finished run was searched again")
+
+    monkeypatch.setattr(search_module, "run_search", no_search)
+    assert _bench().main(argv) == 0
+    assert json.loads((out / "results.json").read_text())["targets"] == results
+
+
+def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_path):
+    source = tmp_path / "source"
+    cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
+                      "search.episodes=2", "search.options.warmup_episodes=1"])  # fmt: skip
+    run_search(cfg, source)
+    out = tmp_path / "bench"
+    argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
+            "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--seeds", "0",
+            "--k", "1", "2", "--export-epochs", "1", "--export-samples", "64",
+            "--export-at", "2", "--out", str(out)]  # fmt: skip
+    assert _bench().main(argv) == 0
+    (target,) = json.loads((out / "results.json").read_text())["targets"].values()
+    tested = {key for key, rows in target.items() if "test_accuracy" in rows[0]}
+    assert tested == {"zero-shot@1", "profile@1", "uniform@1", "transfer+ft@2", "random@2",
+                      "ddpg-scratch@2"}  # fmt: skip
+    assert all(0.0 <= target[key][0]["test_accuracy"] <= 1.0 for key in tested)
