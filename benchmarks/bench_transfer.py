@@ -15,12 +15,12 @@ stopped and targets can be split across processes with different ``--out``.
 
     .venv/bin/python benchmarks/bench_transfer.py --source runs/transfer-source-resnet20 \
         --targets configs/transfer-target-resnet56.yaml configs/transfer-target-plain20.yaml \
-        configs/transfer-target-vgg16.yaml configs/transfer-target-tv-resnet18.yaml \
+        configs/transfer-target-vgg16.yaml configs/transfer-target-tv-mobilenet-v3-small.yaml \
         --seeds 0 1 2 --k 1 10 30 --out benchmarks/out/transfer
 
 ``--generalist CFG [CFG ...]`` first trains one agent on the workloads of several source
-configs in turn (:func:`prunegym.agents.train_generalist`, ``--generalist-episodes``) and
-adds its transfer rows. The source run must hold ``agent.zip`` and ``agent.json``.
+configs in turn (:func:`prunegym.agents.train_generalist`, ``--generalist-episodes``;
+reused from OUT/generalist when there) and adds its transfer rows. The source run must hold ``agent.zip`` and ``agent.json``.
 """
 
 from __future__ import annotations
@@ -75,8 +75,14 @@ def exported(spec: dict[str, Any], args: argparse.Namespace) -> bool:
 
 
 def train_generalist_source(configs: list[Path], episodes: int, out: Path) -> Path:
-    """One agent trained on every config's workload in turn; returns its agent zip."""
+    """One agent trained on every config's workload in turn; returns its agent zip. One
+    trained before under ``out`` (its ``agent.json`` is written last) is reused."""
     from prunegym.agents import save_agent, train_generalist
+    from prunegym.agents.metadata import metadata_path
+
+    path = out / "generalist" / "agent.zip"
+    if metadata_path(path).is_file():
+        return path
     from prunegym.experiments.config import load_config
     from prunegym.experiments.rundir import workload_source
     from prunegym.experiments.search import build_env, build_workload
@@ -85,8 +91,7 @@ def train_generalist_source(configs: list[Path], episodes: int, out: Path) -> Pa
     envs = [build_env(cfg, *build_workload(cfg)) for cfg in cfgs]
     warmup = int(cfgs[0].search.options.get("warmup_episodes", 100))
     run = train_generalist(envs, episodes, seed=cfgs[0].seed, warmup_episodes=warmup)
-    return save_agent(run, out / "generalist" / "agent.zip",
-                      source=[workload_source(c) for c in cfgs])  # fmt: skip
+    return save_agent(run, path, source=[workload_source(c) for c in cfgs])
 
 
 def plan(args: argparse.Namespace, sources: dict[str, Path]) -> list[dict[str, Any]]:

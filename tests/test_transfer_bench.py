@@ -88,3 +88,28 @@ def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_
     assert tested == {"zero-shot@1", "profile@1", "uniform@1", "transfer+ft@2", "random@2",
                       "ddpg-scratch@2"}  # fmt: skip
     assert all(0.0 <= target[key][0]["test_accuracy"] <= 1.0 for key in tested)
+
+
+def test_a_generalist_is_trained_once_and_read_back(tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
+                      "search.episodes=2", "search.options.warmup_episodes=1"])  # fmt: skip
+    run_search(cfg, source)
+    out = tmp_path / "bench"
+    argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
+            "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--seeds", "0",
+            "--k", "1", "--generalist", str(source / "config.yaml"), str(source / "config.yaml"),
+            "--generalist-episodes", "2", "--out", str(out)]  # fmt: skip
+    assert _bench().main(argv) == 0
+    agent = out / "generalist" / "agent.zip"
+    assert agent.is_file() and agent.with_suffix(".json").is_file()
+    (target,) = json.loads((out / "results.json").read_text())["targets"].values()
+    assert target["zero-shot (generalist)@1"][0]["evaluations"] == 1
+
+    import prunegym.agents as agents_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the generalist was trained again")
+
+    monkeypatch.setattr(agents_module, "train_generalist", no_training)
+    assert _bench().main(argv) == 0
