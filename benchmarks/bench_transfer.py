@@ -20,7 +20,8 @@ stopped and targets can be split across processes with different ``--out``.
 
 ``--generalist CFG [CFG ...]`` first trains one agent on the workloads of several source
 configs in turn (:func:`prunegym.agents.train_generalist`, ``--generalist-episodes``;
-reused from OUT/generalist when there) and adds its transfer rows. The source run must hold ``agent.zip`` and ``agent.json``.
+reused from OUT/generalist when there) and adds its transfer rows. The source run must
+hold ``agent.zip`` and ``agent.json``.
 """
 
 from __future__ import annotations
