@@ -18,10 +18,9 @@ stopped and targets can be split across processes with different ``--out``.
         configs/transfer-target-vgg16.yaml configs/transfer-target-tv-mobilenet-v3-small.yaml \
         --seeds 0 1 2 --k 1 10 30 --out benchmarks/out/transfer
 
-``--generalist CFG [CFG ...]`` first trains one agent on the workloads of several source
-configs in turn (:func:`prunegym.agents.train_generalist`, ``--generalist-episodes``;
-reused from OUT/generalist when there) and adds its transfer rows. The source run must
-hold ``agent.zip`` and ``agent.json``.
+``--generalist RUN`` adds the transfer rows of a generalist agent: ``RUN`` is a ``prunegym
+search`` run with ``search.workloads`` (e.g. ``configs/transfer-generalist-fmnist.yaml``).
+The source runs must hold ``agent.zip`` and ``agent.json``.
 """
 
 from __future__ import annotations
@@ -44,8 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", nargs="+", type=Path, required=True, help="target configs")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--k", nargs="+", type=int, default=[1, 10, 30], help="evaluations")
-    p.add_argument("--generalist", nargs="*", type=Path, default=[], help="source configs")
-    p.add_argument("--generalist-episodes", type=int, default=300)
+    p.add_argument("--generalist", type=Path, default=None,
+                   help="a generalist's run directory (search.workloads)")  # fmt: skip
     p.add_argument("--export-epochs", type=int, default=0, help="fine-tune epochs (0: none)")
     p.add_argument("--export-samples", type=int, default=None,
                    help="fine-tune on this many seeded train images (default: all)")  # fmt: skip
@@ -73,26 +72,6 @@ def exported(spec: dict[str, Any], args: argparse.Namespace) -> bool:
     if args.export_at is None or spec["method"].split(" ")[0] in SINGLE_EVALUATION:
         return True
     return int(spec["k"]) in args.export_at
-
-
-def train_generalist_source(configs: list[Path], episodes: int, out: Path) -> Path:
-    """One agent trained on every config's workload in turn; returns its agent zip. One
-    trained before under ``out`` (its ``agent.json`` is written last) is reused."""
-    from prunegym.agents import save_agent, train_generalist
-    from prunegym.agents.metadata import metadata_path
-
-    path = out / "generalist" / "agent.zip"
-    if metadata_path(path).is_file():
-        return path
-    from prunegym.experiments.config import load_config
-    from prunegym.experiments.rundir import workload_source
-    from prunegym.experiments.search import build_env, build_workload
-
-    cfgs = [load_config(c) for c in configs]
-    envs = [build_env(cfg, *build_workload(cfg)) for cfg in cfgs]
-    warmup = int(cfgs[0].search.options.get("warmup_episodes", 100))
-    run = train_generalist(envs, episodes, seed=cfgs[0].seed, warmup_episodes=warmup)
-    return save_agent(run, path, source=[workload_source(c) for c in cfgs])
 
 
 def plan(args: argparse.Namespace, sources: dict[str, Path]) -> list[dict[str, Any]]:
@@ -190,9 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     sources = {"source": args.source}
-    if args.generalist:
-        episodes = args.generalist_episodes
-        sources["generalist"] = train_generalist_source(args.generalist, episodes, args.out)
+    if args.generalist is not None:
+        sources["generalist"] = args.generalist
     summary: dict[str, Any] = {"source": str(args.source), "seeds": args.seeds, "k": args.k,
                                "targets": {}}  # fmt: skip
     for target in args.targets:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from prunegym.experiments.config import load_config
+from prunegym.experiments.generalist import workload_configs
 from prunegym.experiments.search import run_search
 from prunegym.experiments.transfer_command import transfer_config
 
@@ -22,7 +23,12 @@ QUIET = ["run.progress=false", "run.tensorboard=false", "run.threads=1"]
 def test_every_transfer_config_loads_and_becomes_a_transfer(path, tmp_path):
     cfg = load_config(path)
     assert cfg.env.ratio == 0.5 and cfg.env.target == "macs"
-    if path.stem.startswith("transfer-source-"):
+    if cfg.search.workloads:  # a generalist: every workload a config of its own
+        subs = workload_configs(cfg)
+        assert len(subs) == len(cfg.search.workloads) >= 2
+        assert sum(sub.search.episodes for _, sub in subs) == cfg.search.episodes
+        assert all((ROOT / sub.workload.checkpoint).is_file() for _, sub in subs)
+    elif path.stem.startswith("transfer-source-"):
         assert cfg.search.agent == "ddpg" and cfg.workload.checkpoint
     else:
         run = transfer_config(path, tmp_path, "agent", 10, [])
@@ -90,26 +96,22 @@ def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_
     assert all(0.0 <= target[key][0]["test_accuracy"] <= 1.0 for key in tested)
 
 
-def test_a_generalist_is_trained_once_and_read_back(tmp_path, monkeypatch):
+def test_a_generalist_run_adds_its_transfer_rows(tmp_path):
     source = tmp_path / "source"
     cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
                       "search.episodes=2", "search.options.warmup_episodes=1"])  # fmt: skip
     run_search(cfg, source)
+    generalist = tmp_path / "generalist"
+    run_search(cfg.replace(**{"search.episodes": 2, "search.workloads": [
+        {"name": "a"}, {"name": "b", "env": {"ratio": 0.3}}]}), generalist)  # fmt: skip
     out = tmp_path / "bench"
     argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
             "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--seeds", "0",
-            "--k", "1", "--generalist", str(source / "config.yaml"), str(source / "config.yaml"),
-            "--generalist-episodes", "2", "--out", str(out)]  # fmt: skip
+            "--k", "1", "2", "--generalist", str(generalist), "--out", str(out)]  # fmt: skip
     assert _bench().main(argv) == 0
-    agent = out / "generalist" / "agent.zip"
-    assert agent.is_file() and agent.with_suffix(".json").is_file()
     (target,) = json.loads((out / "results.json").read_text())["targets"].values()
     assert target["zero-shot (generalist)@1"][0]["evaluations"] == 1
-
-    import prunegym.agents as agents_module
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("the generalist was trained again")
-
-    monkeypatch.setattr(agents_module, "train_generalist", no_training)
-    assert _bench().main(argv) == 0
+    assert target["transfer+ft (generalist)@2"][0]["evaluations"] == 2
+    transfer = json.loads((out / "digits" / "transfer+ft_generalist-k2-seed0" /
+                           "transfer.json").read_text())  # fmt: skip
+    assert Path(transfer["source"]).resolve() == generalist.resolve()

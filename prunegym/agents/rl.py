@@ -13,6 +13,7 @@ import io
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,13 +152,18 @@ class RLSearcher(Searcher):
         callbacks: list[BaseCallback] = [_SB3Bridge(self, episodes, self.rounds)]
         if self.rounds is not None:
             callbacks.append(RoundUpdates(self.rounds))
-        agent.learn(math.ceil(remaining / n) * n * self.game.n_units, callback=callbacks,
+        agent.learn(math.ceil(remaining / n) * n * self._max_episode_steps(), callback=callbacks,
                     reset_num_timesteps=not self.history)  # fmt: skip
         self._resumed = False
 
-    def _actor_candidate(self, env: gym.Env) -> EpisodeRecord | None:
-        """One episode of the agent's deterministic policy (no exploration), a
-        candidate of the held-out selection; the next ``learn`` starts a fresh episode."""
+    def _max_episode_steps(self) -> int:
+        """The most steps one episode can take (the bridge stops ``learn`` at the
+        episode count; this only bounds SB3's timestep budget)."""
+        return self.game.n_units
+
+    def deterministic_act(self) -> Callable[[np.ndarray, int], float] | None:
+        """The agent's deterministic policy as ``act(observation, unit)`` (None before
+        an agent exists)."""
         agent = self.agent
         if agent is None:
             return None
@@ -166,6 +172,14 @@ class RLSearcher(Searcher):
             action, _ = agent.predict(obs, deterministic=True)
             return float(np.asarray(action).reshape(-1)[0])
 
+        return act
+
+    def _actor_candidate(self, env: gym.Env) -> EpisodeRecord | None:
+        """One episode of the agent's deterministic policy (no exploration), a
+        candidate of the held-out selection; the next ``learn`` starts a fresh episode."""
+        act = self.deterministic_act()
+        if act is None:
+            return None
         record = play_episode(env, act, len(self.history))
         self._resumed = True  # SB3's last observation belongs to the interrupted rollout
         return record

@@ -120,13 +120,18 @@ class SearchConfig:
     candidates at a time (the same ``batch_size`` gives the same search with any number
     of workers; set it to at least ``workers`` to keep them all busy); an off-policy
     agent (ddpg, td3, sac) plays rounds of one episode per worker (what that changes:
-    ``docs/rewards-and-searchers.md``, parallel workers)."""
+    ``docs/rewards-and-searchers.md``, parallel workers).
+
+    ``workloads``: train one off-policy agent on several workloads in turn (a generalist
+    to transfer); each entry holds ``workload`` / ``env`` sections merged over this
+    config's and an optional ``name`` (:mod:`prunegym.experiments.generalist`)."""
 
     agent: str = "ddpg"
     episodes: int = 100
     options: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
     batch_size: int = 1
+    workloads: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

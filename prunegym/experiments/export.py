@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from prunegym.experiments.config import Config, ConfigError, load_config
+from prunegym.experiments.generalist import check_generalist_dir
 from prunegym.experiments.report import write_report_files
 from prunegym.experiments.rundir import (
     BASE_MODEL_FILE,
@@ -80,11 +81,13 @@ def check_run_dir(run_dir: Path) -> Config:
         raise ConfigError(f"{run_dir} is a schedule's directory: prunegym export {run_dir} "
                           "(prunegym.experiments.schedule.export_schedule) exports its "
                           "final step")  # fmt: skip
+    cfg = load_config(run_dir / CONFIG_FILE)
+    check_generalist_dir(run_dir, cfg, "export")
     if not (run_dir / BEST_POLICY_FILE).is_file():
         raise ConfigError(
             f"{run_dir} has no best policy yet (no {BEST_POLICY_FILE}): run or resume its search"
         )
-    return load_config(run_dir / CONFIG_FILE)
+    return cfg
 
 
 def load_dense(run_dir: Path, cfg: Config) -> tuple[nn.Module, Any, dict[str, Any]]:

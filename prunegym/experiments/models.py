@@ -239,7 +239,8 @@ def build_model(
     """Build a model by name: a zoo model (random init), ``tv:<name>`` or your own function.
 
     Zoo and torchvision models take ``in_channels`` (default 3) and ``num_classes``
-    (default 10) plus any keyword of their builder (``width`` for ``mobilenetv2``, ``vgg11`` and ``vgg16``).
+    (default 10) plus any keyword of their builder (``width`` for ``mobilenetv2``,
+    ``vgg11`` and ``vgg16``).
     ``package.module:function`` imports your module and returns ``function(**model_kwargs)``
     (``in_channels`` / ``num_classes`` are passed on only when given): naming a function
     is asking prunegym to run it, as a config naming one does. Unknown names, arguments

@@ -75,7 +75,7 @@ def _silent(message: str) -> None:
     pass
 
 
-def _dense_model_phase(
+def dense_model_phase(
     cfg: Config, run_dir: Path, resume: bool, log: Log, notes: Sequence[str]
 ) -> tuple[Any, Any]:
     """Check the setup, then train the dense model if needed; returns (workload, env).
@@ -219,7 +219,7 @@ def _use_workers(searcher: Any, cfg: Config, found: Any) -> None:
         searcher.use_envs(found)
 
 
-def _save_agent(searcher: Any, run_dir: Path) -> None:
+def save_agent_file(searcher: Any, run_dir: Path) -> None:
     from prunegym.agents import RLSearcher
 
     if isinstance(searcher, RLSearcher) and searcher.agent is not None:
@@ -249,13 +249,19 @@ def run_search(
 
     log = log or _silent
     run_dir = Path(run_dir)
+    if cfg.search.workloads:
+        from prunegym.experiments.generalist import run_generalist
+
+        refuse_schedule(cfg, "search")
+        return run_generalist(cfg, run_dir, command=command, resume=resume,
+                              extra_callbacks=extra_callbacks, log=log)  # fmt: skip
     refuse_schedule(cfg, "search")
     check_config(cfg)
     check_workers(cfg)
     with ray_session(cfg), open_run_dir(run_dir, resume):
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
-        workload, env = _dense_model_phase(cfg, run_dir, resume, log, notes)
+        workload, env = dense_model_phase(cfg, run_dir, resume, log, notes)
         searcher = make_searcher(cfg.search.agent, env, seed=cfg.seed, **cfg.search.options)
         with workers(cfg, workload) as found:
             _use_workers(searcher, cfg, found)
@@ -277,7 +283,7 @@ def run_search(
         seconds = time.perf_counter() - start
         interrupted = searcher.stop_requested and len(result.history) < cfg.search.episodes
         status = "interrupted" if interrupted else "completed"
-        _save_agent(searcher, run_dir)
+        save_agent_file(searcher, run_dir)
         write_summary(run_dir, cfg, result, status, seconds)
         env.close()
         log(f"search {status}: {len(result.history)} episodes in {seconds:.1f} s")
@@ -292,8 +298,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     cfg, run_dir, resume, notes = resolve_search_config(args, "search")
     refuse_schedule(cfg, "search")
-    check_config(cfg)
-    check_workers(cfg)
+    if not cfg.search.workloads:
+        check_config(cfg)
+        check_workers(cfg)
     outcome = run_search(cfg, run_dir, command=getattr(args, "argv", sys.argv), resume=resume,
                          log=print_phase, notes=notes)  # fmt: skip
     result = outcome.result
@@ -303,6 +310,11 @@ def _run(args: argparse.Namespace) -> int:
               f"checkpoint saved. Continue with: prunegym search --resume {run_dir}",
               file=sys.stderr)  # fmt: skip
         return exit_status(outcome.signum or signal.SIGINT)
+    if cfg.search.workloads:
+        from prunegym.experiments.generalist import print_workloads
+
+        print_workloads(cfg, run_dir)
+        return 0
     metrics = "" if best is None else ", ".join(f"{k} {v:.4g}" for k, v in best.metrics.items())
     print(f"{cfg.search.agent}: {result.episodes} episodes, best reward "
           f"{result.best_reward:.4g} ({metrics}) -> {run_dir}")  # fmt: skip

@@ -57,6 +57,11 @@ def check_config(cfg: Config) -> None:
         )
     if cfg.search.episodes < 1:
         raise ConfigError(f"search.episodes must be >= 1, got {cfg.search.episodes}")
+    if cfg.search.workloads:
+        raise ConfigError(
+            "search.workloads trains one agent on several workloads: only "
+            "prunegym search runs it (then transfer the agent)"
+        )
     if cfg.run.checkpoint_every < 1:
         raise ConfigError(f"run.checkpoint_every must be >= 1, got {cfg.run.checkpoint_every}")
     if cfg.run.threads is not None and cfg.run.threads < 1:
