@@ -65,3 +65,16 @@ def test_debug_shows_the_traceback_behind_the_error(
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and "ConfigError" in err
     assert err.strip().splitlines()[-1] == plain.strip()
+
+
+def test_a_warning_is_one_line_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
+    sets = ["run.progress=false", "run.tensorboard=false", "workload.train_epochs=1",
+            "search.episodes=2", "search.options.warmup_episodes=5"]  # fmt: skip
+    argv = ["search", "--config", str(config), "--out", str(tmp_path / "run")]
+    assert main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
+    err = capsys.readouterr().err
+    line = "prunegym: warning: ddpg: warmup_episodes (5) >= episodes (2): every episode"
+    assert line in err and ".py:" not in err, err

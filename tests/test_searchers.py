@@ -361,3 +361,13 @@ def test_best_policy_json_is_the_results_best_with_units_in_execution_order(tmp_
         assert list(data["sparsities"]) == env.unit_names
         assert data["meta"]["episode"] == result.best.episode
         assert PruningPolicy.from_json(path) == result.best_policy
+
+
+@pytest.mark.parametrize(("warmup", "warned"), [(4, True), (3, False)])
+def test_a_warmup_as_long_as_the_search_is_warned(warmup, warned, recwarn):
+    # An RL search whose warm-up covers every episode is a random search in disguise
+    # (a config's warm-up kept while --set search.episodes shrank the search).
+    env = SyntheticPruningEnv(n_units=3)
+    make_searcher("ddpg", env, seed=0, warmup_episodes=warmup).search(env, 4, progress=False)
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)]
+    assert any("never trains" in m for m in messages) == warned, messages

@@ -13,6 +13,7 @@ import io
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from prunegym.agents.episodes import play_episode, record_from_infos
 from prunegym.agents.factory import ALGOS, OFF_POLICY, make_agent, noise_sigma
 from prunegym.agents.results import EpisodeRecord
 from prunegym.agents.rounds import EpisodeRounds, RoundUpdates, set_rounds
-from prunegym.agents.sb3_internals import restart_rollout
+from prunegym.agents.sb3_internals import finished_episodes, restart_rollout
 from prunegym.agents.searcher import Searcher, check_searcher
 
 
@@ -141,6 +142,11 @@ class RLSearcher(Searcher):
     def _run(self, env: gym.Env, episodes: int) -> None:
         agent = self.make(env)
         remaining = episodes - len(self.history)
+        warmup = int(getattr(agent, "warmup_episodes", 0))
+        if finished_episodes(agent) == 0 and warmup >= episodes:
+            warnings.warn(f"{self.algo}: warmup_episodes ({warmup}) >= episodes ({episodes}): "
+                          "every episode is a uniform random warm-up and the agent never "
+                          "trains; lower search.options.warmup_episodes", stacklevel=2)  # fmt: skip
         if self._resumed:
             # the loaded agent's last observation is the old env's: start afresh, then
             # continue the env's RNG as saved (the pruning env's reset is deterministic)

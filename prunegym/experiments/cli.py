@@ -16,8 +16,9 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from prunegym.experiments.arguments import HelpFormatter
 from prunegym.experiments.commands import COMMANDS, load_command
@@ -86,11 +87,18 @@ def _debug_requested(args: argparse.Namespace | None) -> bool:
     return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:  # fmt: skip
+    """A warning on the command line: one line, no source location."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``prunegym`` command line; returns the exit status."""
     args = None
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             parser = build_parser()
             try:
                 args = parser.parse_args(argv)
