@@ -28,8 +28,9 @@ WORKLOADS = [
 ]
 
 
-def _config(tmp_path: Path, episodes: int = 5, workloads=None, agent: str = "ddpg") -> Path:
-    data = load_config(CONFIGS / "digits.yaml", QUIET).to_dict()
+def _config(tmp_path: Path, episodes: int = 5, workloads=None, agent: str = "ddpg",
+            extra: tuple[str, ...] = ()) -> Path:  # fmt: skip
+    data = load_config(CONFIGS / "digits.yaml", [*QUIET, *extra]).to_dict()
     data["search"].update(agent=agent, episodes=episodes,
                           workloads=WORKLOADS if workloads is None else workloads)  # fmt: skip
     path = tmp_path / "generalist.yaml"
@@ -47,7 +48,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def generalist(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("gen")
     out = tmp / "run"
-    assert main(["search", "--config", str(_config(tmp)), "--out", str(out)]) == 0
+    config = _config(tmp, extra=("run.tensorboard=true",))
+    assert main(["search", "--config", str(config), "--out", str(out)]) == 0
     return out
 
 
@@ -66,6 +68,7 @@ def test_each_workload_is_an_ordinary_run_and_the_cycle_alternates(generalist):
         best = json.loads((sub / "best_policy.json").read_text())
         assert set(best["sparsities"]) == {u.split("/", 1)[1] for u in units}
         assert load_config(sub / "config.yaml").env.ratio == ratio
+        assert any((sub / "tb").iterdir())  # its own TensorBoard log, with its own units
     meta = json.loads((generalist / "agent.json").read_text())
     assert [s["model"] for s in meta["sources"]] == ["smallcnn", "vgg11"]
     assert meta["target_ratios"] == [0.5, 0.4]
@@ -101,7 +104,7 @@ class _StopAfter(SearchCallback):
 
 
 def test_an_interrupted_generalist_resumes_the_cycle_exactly(generalist, tmp_path):
-    cfg = load_config(_config(tmp_path))
+    cfg = load_config(_config(tmp_path, extra=("run.tensorboard=true",)))
     out = tmp_path / "cut"
     first = run_search(cfg, out, extra_callbacks=[_StopAfter(3)])
     assert first.status == "interrupted" and len(first.result.history) == 3

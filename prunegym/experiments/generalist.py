@@ -5,11 +5,11 @@ Each entry of ``search.workloads`` is a mapping with ``workload`` and/or ``env``
 sections (merged over the config's own) and an optional ``name``. Episode ``e`` plays
 workload ``e % n`` (:mod:`prunegym.agents.generalist_search`). The run directory::
 
-    RUN/config.yaml, run.json, checkpoint.zip, summary.json, game.json, tb/
+    RUN/config.yaml, run.json, checkpoint.zip, summary.json, game.json
     RUN/agent.zip, agent.json     the generalist (every workload recorded as a source)
     RUN/history.csv               every episode: episode, workload, workload_episode, ...
     RUN/workloads/<name>/         each workload's own search run directory: config.yaml,
-                                  history.csv, best_policy.json, summary.json, game.json
+                                  history.csv, best_policy.json, summary.json, game.json, tb/
 
 so ``prunegym export RUN/workloads/<name>`` ships one workload's best policy,
 ``prunegym transfer --from RUN`` transfers the generalist, and ``prunegym search
@@ -169,24 +169,26 @@ def _prepare_workloads(
 
 
 def _part_callbacks(sub_dir: Path, sub: Config) -> list[Any]:
-    from prunegym.agents import BestPolicyCallback
+    """A workload's own files; its TensorBoard log too (per-unit histograms need its units)."""
+    from prunegym.agents import BestPolicyCallback, TensorBoardCallback
     from prunegym.agents.metadata import RunMetadataCallback
     from prunegym.experiments.rundir import workload_source
 
-    return [BestPolicyCallback(sub_dir / BEST_POLICY_FILE), HistoryFile(sub_dir),
-            RunMetadataCallback(sub_dir, workload_source(sub))]  # fmt: skip
+    callbacks: list[Any] = [BestPolicyCallback(sub_dir / BEST_POLICY_FILE), HistoryFile(sub_dir),
+                            RunMetadataCallback(sub_dir, workload_source(sub))]  # fmt: skip
+    if sub.run.tensorboard:
+        callbacks.append(TensorBoardCallback(sub_dir / "tb"))
+    return callbacks
 
 
 def _top_callbacks(cfg: Config, run_dir: Path, subs: Sequence[tuple[str, Config]],
                    extra: Sequence[Any]) -> list[Any]:  # fmt: skip
-    from prunegym.agents import CheckpointCallback, ProgressBarCallback, TensorBoardCallback
+    from prunegym.agents import CheckpointCallback, ProgressBarCallback
     from prunegym.agents.metadata import RunMetadataCallback
     from prunegym.experiments.rundir import workload_source
 
     callbacks: list[Any] = [CheckpointCallback(run_dir / CHECKPOINT_FILE, cfg.run.checkpoint_every),
                             GeneralistHistory(run_dir, [n for n, _ in subs])]  # fmt: skip
-    if cfg.run.tensorboard:
-        callbacks.append(TensorBoardCallback(run_dir / "tb"))
     callbacks.append(ProgressBarCallback(cfg.search.episodes, disable=not cfg.run.progress))
     callbacks.append(RunMetadataCallback(run_dir, [workload_source(s) for _, s in subs]))
     return [*callbacks, *extra]
