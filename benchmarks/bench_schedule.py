@@ -8,7 +8,9 @@ From a schedule config (``run.schedule``, ``search.episodes`` per step,
   the warm-up), then S * ``epochs_per_step`` fine-tuning epochs: the same evaluated
   candidates and fine-tuning epochs in all;
 - ``schedule-uniform`` and ``one-shot-uniform``: the uniform policy in both forms (one
-  evaluation per search), the control.
+  evaluation per search), the control; ``--uniform-round-to N`` rounds their channel
+  counts to N instead of ``env.round_to`` (a uniform cut of already narrowed layers
+  overshoots its budget when rounded coarsely).
 
 Every run is an ordinary ``prunegym run`` directory under OUT (a schedule directory for
 the schedules); a finished run is read back, an interrupted one resumed. Prints a
@@ -37,12 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="override a config key (every arm)")  # fmt: skip
+    p.add_argument("--uniform-round-to", type=int, default=None,
+                   help="env.round_to of the uniform arms (default: the config's)")  # fmt: skip
     p.add_argument("--latency-repeats", type=int, default=3, help="latency runs per round")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/schedule"))
     return p.parse_args(argv)
 
 
-def arm_config(cfg: Any, arm: str, seed: int) -> tuple[Any, int]:
+def arm_config(
+    cfg: Any, arm: str, seed: int, uniform_round_to: int | None = None
+) -> tuple[Any, int]:
     """The config of ``arm`` at ``seed`` and its fine-tuning epochs (a schedule's come
     from ``run.epochs_per_step``)."""
     steps = len(cfg.run.schedule)
@@ -50,6 +56,8 @@ def arm_config(cfg: Any, arm: str, seed: int) -> tuple[Any, int]:
     changes: dict[str, Any] = {"seed": seed}
     if arm.endswith("uniform"):
         changes.update({"search.agent": "uniform", "search.options": {}, "search.episodes": 1})
+        if uniform_round_to is not None:
+            changes["env.round_to"] = uniform_round_to
     if arm.startswith("one-shot"):
         changes.update({"run.schedule": None, "env.ratio": cfg.run.schedule[-1]})
         if not arm.endswith("uniform"):
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     for arm in args.arms:
         for seed in args.seeds:
-            cfg, epochs = arm_config(base, arm, seed)
+            cfg, epochs = arm_config(base, arm, seed, args.uniform_round_to)
             row = run_arm(cfg, args.out / f"{arm}-s{seed}", epochs, args.latency_repeats)
             results.setdefault(arm, []).append({"seed": seed, **row})
             print(f"{arm} seed {seed}: test top-1 {100 * row['top1']:.2f}%, MACs ratio "
