@@ -152,7 +152,7 @@ def _prepare_workloads(
 ) -> list[tuple[Path, Config, Any, Any]]:
     """Each workload's directory, config, workload and env (dense models trained or
     loaded; the config and dense model written on a fresh run)."""
-    from prunegym.experiments.search import dense_model_phase
+    from prunegym.experiments.search_run import dense_model_phase
     from prunegym.experiments.workload import save_dense
 
     out = []
@@ -211,7 +211,7 @@ def run_generalist(
     from prunegym.agents.generalist_search import GeneralistSearcher, WorkloadSearch
     from prunegym.agents.multimodel import MultiModelEnv
     from prunegym.experiments.rundir import open_run_dir, write_run_info
-    from prunegym.experiments.search import SearchRun, save_agent_file
+    from prunegym.experiments.search_run import SearchRun, save_agent_file
     from prunegym.experiments.signals import stop_at_episode_boundary
     from prunegym.experiments.workload import check_config
 

@@ -18,8 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from prunegym.experiments.arguments import (
 from prunegym.experiments.commands import Command, print_phase
 from prunegym.experiments.config import Config, ConfigError, flat_dict
 from prunegym.experiments.rundir import (
-    AGENT_FILE,
     BASE_MODEL_FILE,
     BEST_POLICY_FILE,
     CHECKPOINT_FILE,
@@ -45,53 +43,20 @@ from prunegym.experiments.rundir import (
     write_summary,
 )
 from prunegym.experiments.schedule_plan import refuse_schedule
+from prunegym.experiments.search_run import Log, SearchRun, dense_model_phase, save_agent_file
 from prunegym.experiments.signals import exit_status, stop_at_episode_boundary
 from prunegym.experiments.workload import (
     build_env,
     build_workload,
     check_config,
-    prepare_workload,
     save_dense,
-    train_dense,
 )
 
 __all__ = ["COMMAND", "SearchRun", "build_env", "build_workload", "run_search"]
 
-Log = Callable[[str], None]
-
-
-@dataclass
-class SearchRun:
-    """What :func:`run_search` produced."""
-
-    run_dir: Path
-    result: Any  # prunegym.agents.SearchResult
-    status: str  # "completed" | "interrupted"
-    seconds: float
-    signum: int | None = None  # the signal that interrupted it
-
 
 def _silent(message: str) -> None:
     pass
-
-
-def dense_model_phase(
-    cfg: Config, run_dir: Path, resume: bool, log: Log, notes: Sequence[str]
-) -> tuple[Any, Any]:
-    """Check the setup, then train the dense model if needed; returns (workload, env).
-    Nothing is logged before the checks pass (an error stays one line)."""
-    base_path = run_dir / BASE_MODEL_FILE
-    workload_cfg = cfg
-    if resume and base_path.is_file():  # the dense model this run kept: trained or loaded
-        workload_cfg = cfg.replace(**{"workload.checkpoint": str(base_path)})
-    workload = prepare_workload(workload_cfg)
-    for note in notes:
-        log(f"note: {note}")
-    if workload.needs_training:
-        w = cfg.workload
-        log(f"training {w.model} on {w.dataset} for {w.train_epochs} epoch(s)")
-    env = train_dense(workload_cfg, workload, progress=cfg.run.progress)
-    return workload, env
 
 
 def _callbacks(cfg: Config, run_dir: Path, extra: Sequence[Any]) -> list[Any]:
@@ -217,15 +182,6 @@ def _use_workers(searcher: Any, cfg: Config, found: Any) -> None:
         searcher.use_workers(found, cfg.search.batch_size)
     elif found is not None:
         searcher.use_envs(found)
-
-
-def save_agent_file(searcher: Any, run_dir: Path) -> None:
-    from prunegym.agents import RLSearcher
-
-    if isinstance(searcher, RLSearcher) and searcher.agent is not None:
-        tmp = run_dir / f".{AGENT_FILE}.tmp.zip"
-        searcher.save(tmp)
-        os.replace(tmp, run_dir / AGENT_FILE)
 
 
 def run_search(
