@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -204,15 +203,14 @@ def run_generalist(
     log: Any = None,
 ) -> Any:
     """Train (or, with ``resume``, continue) the generalist ``cfg`` describes in
-    ``run_dir``; returns a :class:`~prunegym.experiments.search.SearchRun` whose result is
+    ``run_dir``; returns a :class:`~prunegym.experiments.search_run.SearchRun` whose result is
     the whole history (each workload's is in :attr:`GeneralistSearcher.results`)."""
     import torch
 
     from prunegym.agents.generalist_search import GeneralistSearcher, WorkloadSearch
     from prunegym.agents.multimodel import MultiModelEnv
     from prunegym.experiments.rundir import open_run_dir, write_run_info
-    from prunegym.experiments.search_run import SearchRun, save_agent_file
-    from prunegym.experiments.signals import stop_at_episode_boundary
+    from prunegym.experiments.search_run import play_search
     from prunegym.experiments.workload import check_config
 
     log = log or (lambda message: None)
@@ -241,18 +239,12 @@ def run_generalist(
         write_run_info(run_dir, command, resume, len(searcher.history))
         log(f"training a generalist {cfg.search.agent} on {len(subs)} workloads: "
             f"{cfg.search.episodes} episodes ({len(searcher.history)} done)")  # fmt: skip
-        start = time.perf_counter()
         callbacks = _top_callbacks(cfg, run_dir, subs, extra_callbacks)
-        with stop_at_episode_boundary(searcher) as stop:
-            result = searcher.search(multi, cfg.search.episodes, callbacks=callbacks)
-        seconds = time.perf_counter() - start
-        interrupted = searcher.stop_requested and len(result.history) < cfg.search.episodes
-        status = "interrupted" if interrupted else "completed"
-        save_agent_file(searcher, run_dir)
-        _write_summaries(run_dir, cfg, prepared, searcher, status, seconds)
+        run = play_search(searcher, multi, cfg, run_dir, callbacks)
+        _write_summaries(run_dir, cfg, prepared, searcher, run.status, run.seconds)
         multi.close()
-        log(f"generalist {status}: {len(result.history)} episodes in {seconds:.1f} s")
-        return SearchRun(run_dir, result, status, seconds, stop.signum if interrupted else None)
+        log(f"generalist {run.status}: {len(run.result.history)} episodes in {run.seconds:.1f} s")
+        return run
 
 
 def _write_summaries(run_dir: Path, cfg: Config, prepared: Sequence[Any], searcher: Any,

@@ -17,7 +17,6 @@ import functools
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,8 @@ from prunegym.experiments.rundir import (
     write_summary,
 )
 from prunegym.experiments.schedule_plan import refuse_schedule
-from prunegym.experiments.search_run import Log, SearchRun, dense_model_phase, save_agent_file
-from prunegym.experiments.signals import exit_status, stop_at_episode_boundary
+from prunegym.experiments.search_run import Log, SearchRun, dense_model_phase, play_search
+from prunegym.experiments.signals import exit_status
 from prunegym.experiments.workload import (
     build_env,
     build_workload,
@@ -233,17 +232,11 @@ def run_search(
             n = f", {cfg.search.workers} workers" if cfg.search.workers > 1 else ""
             log(f"searching with {cfg.search.agent}: {cfg.search.episodes} episodes "
                 f"({len(searcher.history)} done{n})")  # fmt: skip
-            start = time.perf_counter()
-            with stop_at_episode_boundary(searcher) as stop:
-                result = searcher.search(env, cfg.search.episodes, callbacks=callbacks)
-        seconds = time.perf_counter() - start
-        interrupted = searcher.stop_requested and len(result.history) < cfg.search.episodes
-        status = "interrupted" if interrupted else "completed"
-        save_agent_file(searcher, run_dir)
-        write_summary(run_dir, cfg, result, status, seconds)
+            run = play_search(searcher, env, cfg, run_dir, callbacks)
+        write_summary(run_dir, cfg, run.result, run.status, run.seconds)
         env.close()
-        log(f"search {status}: {len(result.history)} episodes in {seconds:.1f} s")
-        return SearchRun(run_dir, result, status, seconds, stop.signum if interrupted else None)
+        log(f"search {run.status}: {len(run.result.history)} episodes in {run.seconds:.1f} s")
+        return run
 
 
 # ------------------------------------------------------------------------------ the CLI

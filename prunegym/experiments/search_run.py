@@ -4,6 +4,7 @@ dense-model phase, the agent file and what a run produced."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from prunegym.experiments.config import Config
 from prunegym.experiments.rundir import AGENT_FILE, BASE_MODEL_FILE
+from prunegym.experiments.signals import stop_at_episode_boundary
 from prunegym.experiments.workload import prepare_workload, train_dense
 
 Log = Callable[[str], None]
@@ -53,3 +55,18 @@ def save_agent_file(searcher: Any, run_dir: Path) -> None:
         tmp = run_dir / f".{AGENT_FILE}.tmp.zip"
         searcher.save(tmp)
         os.replace(tmp, run_dir / AGENT_FILE)
+
+
+def play_search(
+    searcher: Any, env: Any, cfg: Config, run_dir: Path, callbacks: Sequence[Any]
+) -> SearchRun:
+    """Search ``cfg.search.episodes`` episodes on ``env`` (Ctrl-C and SIGTERM stop at an
+    episode boundary) and write the agent file; how it ended."""
+    start = time.perf_counter()
+    with stop_at_episode_boundary(searcher) as stop:
+        result = searcher.search(env, cfg.search.episodes, callbacks=callbacks)
+    seconds = time.perf_counter() - start
+    interrupted = searcher.stop_requested and len(result.history) < cfg.search.episodes
+    save_agent_file(searcher, run_dir)
+    return SearchRun(run_dir, result, "interrupted" if interrupted else "completed", seconds,
+                     stop.signum if interrupted else None)  # fmt: skip
