@@ -43,15 +43,22 @@ def _bench():
     return module
 
 
-def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys, monkeypatch):
+def _source(tmp_path, episodes: int):
+    """A tiny DDPG search on digits (its agent and dense model) and the bench's --source
+    / --targets / --set arguments that point at it."""
     source = tmp_path / "source"
-    cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
-                      "search.episodes=3", "search.options.warmup_episodes=1"])  # fmt: skip
+    sets = [*QUIET, "workload.train_epochs=1", f"search.episodes={episodes}",
+            "search.options.warmup_episodes=1"]  # fmt: skip
+    cfg = load_config(ROOT / "configs" / "digits.yaml", sets)
     run_search(cfg, source)
+    return cfg, ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
+                 "--set", f"workload.checkpoint={source / 'base_model.pt'}"]  # fmt: skip
+
+
+def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys, monkeypatch):
+    _, args = _source(tmp_path, 3)
     out = tmp_path / "bench"
-    argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
-            "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--set", "env.ratio=0.4",
-            "--seeds", "0", "--k", "1", "2", "--out", str(out)]  # fmt: skip
+    argv = [*args, "--set", "env.ratio=0.4", "--seeds", "0", "--k", "1", "2", "--out", str(out)]
     assert _bench().main(argv) == 0
     printed = capsys.readouterr().out
     assert "| method | evaluations | proxy accuracy |" in printed
@@ -79,15 +86,10 @@ def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys,
 
 
 def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_path):
-    source = tmp_path / "source"
-    cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
-                      "search.episodes=2", "search.options.warmup_episodes=1"])  # fmt: skip
-    run_search(cfg, source)
+    _, args = _source(tmp_path, 2)
     out = tmp_path / "bench"
-    argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
-            "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--seeds", "0",
-            "--k", "1", "2", "--export-epochs", "1", "--export-samples", "64",
-            "--export-at", "2", "--out", str(out)]  # fmt: skip
+    argv = [*args, "--seeds", "0", "--k", "1", "2", "--export-epochs", "1",
+            "--export-samples", "64", "--export-at", "2", "--out", str(out)]  # fmt: skip
     assert _bench().main(argv) == 0
     (target,) = json.loads((out / "results.json").read_text())["targets"].values()
     tested = {key for key, rows in target.items() if "test_accuracy" in rows[0]}
@@ -97,17 +99,13 @@ def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_
 
 
 def test_a_generalist_run_adds_its_transfer_rows(tmp_path):
-    source = tmp_path / "source"
-    cfg = load_config(ROOT / "configs" / "digits.yaml", [*QUIET, "workload.train_epochs=1",
-                      "search.episodes=2", "search.options.warmup_episodes=1"])  # fmt: skip
-    run_search(cfg, source)
+    cfg, args = _source(tmp_path, 2)
     generalist = tmp_path / "generalist"
     run_search(cfg.replace(**{"search.episodes": 2, "search.workloads": [
         {"name": "a"}, {"name": "b", "env": {"ratio": 0.3}}]}), generalist)  # fmt: skip
     out = tmp_path / "bench"
-    argv = ["--source", str(source), "--targets", str(ROOT / "configs" / "digits.yaml"),
-            "--set", f"workload.checkpoint={source / 'base_model.pt'}", "--seeds", "0",
-            "--k", "1", "2", "--generalist", str(generalist), "--out", str(out)]  # fmt: skip
+    argv = [*args, "--seeds", "0", "--k", "1", "2", "--generalist", str(generalist),
+            "--out", str(out)]  # fmt: skip
     assert _bench().main(argv) == 0
     (target,) = json.loads((out / "results.json").read_text())["targets"].values()
     assert target["zero-shot (generalist)@1"][0]["evaluations"] == 1
