@@ -54,6 +54,9 @@ def load_function(path: str, what: str) -> Callable[..., Any]:
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)  # the current directory is importable, as with python -m
     try:
+        # trusted-only by design: the path is the user's own config (naming code asks
+        # prunegym to run it); a checkpoint's recorded path reaches here only when the
+        # config names the same one (check_trusted); run directories must be trusted
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
