@@ -7,11 +7,12 @@ the profile transfer (1), uniform (1), random search (K), DDPG from scratch (K, 
 evaluations (the zero-shot episode plus K - 1 fine-tune episodes). Each is an ordinary
 ``prunegym search`` run directory under OUT; ``--export-epochs E`` also fine-tunes best
 policies for E epochs (on ``--export-samples`` seeded train images; all by default) and
-reports their test accuracy: those of the single-evaluation methods and of the runs whose
-K is in ``--export-at`` (default: every K). Prints a Markdown table (mean +- std over
-the seeds) and writes OUT/results.json after every target. A finished run is read back
-from its directory (``bench_row.json``), so an interrupted benchmark continues where it
-stopped and targets can be split across processes with different ``--out``.
+reports their test accuracy before and after it: those of the single-evaluation methods
+and of the runs whose K is in ``--export-at`` (default: every K). Prints a Markdown
+table (mean +- std over the seeds) and writes OUT/results.json after every target. A
+finished run is read back from its directory (``bench_row.json``), so an interrupted
+benchmark continues where it stopped and targets can be split across processes with
+different ``--out``.
 
     .venv/bin/python benchmarks/bench_transfer.py --source runs/transfer-source-resnet20 \
         --targets configs/transfer-target-resnet56.yaml configs/transfer-target-plain20.yaml \
@@ -101,7 +102,8 @@ def run_one(target: Path, seed: int, spec: dict[str, Any], args: argparse.Namesp
     from prunegym.utils.files import write_json
 
     if (run_dir / ROW_FILE).is_file():
-        return dict(json.loads((run_dir / ROW_FILE).read_text()))
+        return with_test_before_fine_tune(dict(json.loads((run_dir / ROW_FILE).read_text())),
+                                          run_dir)  # fmt: skip
 
     data = load_config(target).to_dict()
     data["search"] = {"agent": spec["agent"], "episodes": spec["k"], "options": spec["options"]}
@@ -123,9 +125,21 @@ def run_one(target: Path, seed: int, spec: dict[str, Any], args: argparse.Namesp
 
         opts = ExportOptions(epochs=args.export_epochs, train_samples=args.export_samples,
                              latency_repeats=3, progress=False)  # fmt: skip
-        row["test_accuracy"] = export_run(run_dir, opts)["pruned"]["top1"]
+        pruned = export_run(run_dir, opts)["pruned"]
+        row["test_accuracy"] = pruned["top1"]
+        row["test_accuracy_before_fine_tune"] = pruned["top1_before_fine_tune"]
         row["export_seconds"] = time.perf_counter() - start - row["seconds"]
     write_json(run_dir / ROW_FILE, row)
+    return row
+
+
+def with_test_before_fine_tune(row: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A read-back row with its test accuracy before the fine-tune, from the export's
+    ``metrics.json`` when the row was written before it recorded that figure."""
+    metrics = run_dir / "export" / "metrics.json"
+    if "test_accuracy" in row and "test_accuracy_before_fine_tune" not in row and metrics.is_file():
+        row["test_accuracy_before_fine_tune"] = json.loads(metrics.read_text())["pruned"][
+            "top1_before_fine_tune"]  # fmt: skip
     return row
 
 
@@ -149,15 +163,16 @@ def table(results: dict[str, list[dict[str, Any]]], kmax: int) -> str:
     """The Markdown table of one target: a row per method and K, mean +- std over seeds."""
     scratch = results.get(f"ddpg-scratch@{kmax}", [])
     goal = statistics.mean([r["reward"] for r in scratch]) if scratch else math.nan
-    lines = ["| method | evaluations | proxy accuracy | test accuracy | reward | MACs ratio | "
-             f"evaluations to DDPG@{kmax}'s reward |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| method | evaluations | proxy accuracy | test accuracy before fine-tune | "
+             f"test accuracy | reward | MACs ratio | evaluations to DDPG@{kmax}'s reward |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for key, rows in results.items():
         method, k = key.rsplit("@", 1)
         reach = "-" if math.isnan(goal) else evaluations_to_reach(
             [r["best_so_far"] for r in rows], goal)  # fmt: skip
         lines.append(
             f"| {method} | {k} | {_mean_std([r['accuracy'] for r in rows])} | "
+            f"{_mean_std([r.get('test_accuracy_before_fine_tune', math.nan) for r in rows])} | "
             f"{_mean_std([r.get('test_accuracy', math.nan) for r in rows])} | "
             f"{_mean_std([r['reward'] for r in rows])} | "
             f"{_mean_std([r['macs_ratio'] for r in rows])} | {reach} |"

@@ -96,6 +96,15 @@ def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_
     assert tested == {"zero-shot@1", "profile@1", "uniform@1", "transfer+ft@2", "random@2",
                       "ddpg-scratch@2"}  # fmt: skip
     assert all(0.0 <= target[key][0]["test_accuracy"] <= 1.0 for key in tested)
+    # Before the fine-tune too, as the export measured it; a read-back row that predates
+    # that figure takes it from the export's metrics.json.
+    run_dir = out / "digits" / "uniform-k1-seed0"
+    metrics = json.loads((run_dir / "export" / "metrics.json").read_text())["pruned"]
+    row = target["uniform@1"][0]
+    assert row["test_accuracy_before_fine_tune"] == metrics["top1_before_fine_tune"]
+    del row["test_accuracy_before_fine_tune"]
+    assert _bench().with_test_before_fine_tune(row, run_dir)[
+        "test_accuracy_before_fine_tune"] == metrics["top1_before_fine_tune"]  # fmt: skip
 
 
 def test_a_generalist_run_adds_its_transfer_rows(tmp_path):
