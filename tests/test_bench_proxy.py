@@ -6,15 +6,13 @@ Not the real measurement: digits, a few candidates, a fine-tune of a hundred sam
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from bench_scripts import load_benchmark
 
 from prunegym.envs import make_pruning_env
 from prunegym.experiments.config import load_config
@@ -30,19 +28,6 @@ TINY = ["--candidates", "5", "--finetune-samples", "100", "--threads", "1", "--n
         "--set", "env.evaluator.subset_size=40"]  # fmt: skip
 
 
-def _bench() -> ModuleType:
-    """The script as a module (registered first: its dataclasses look their module up)."""
-    if "bench_proxy" in sys.modules:
-        return sys.modules["bench_proxy"]
-    path = ROOT / "benchmarks" / "bench_proxy.py"
-    spec = importlib.util.spec_from_file_location("bench_proxy", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_proxy"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _tiny_env(ratio: float = 0.3):
     torch.manual_seed(0)
     x, y = torch.randn(120, 1, 8, 8), torch.arange(120) % 10
@@ -53,7 +38,8 @@ def _tiny_env(ratio: float = 0.3):
 
 def test_the_study_ranks_every_configuration_on_samples_the_proxy_never_reads(tmp_path, capsys):
     out = tmp_path / "proxy"
-    assert _bench().main(["--config", str(DIGITS), *TINY, "--out", str(out)]) == 0
+    bench = load_benchmark("bench_proxy")
+    assert bench.main(["--config", str(DIGITS), *TINY, "--out", str(out)]) == 0
     result = json.loads((out / "digits.json").read_text())
     search, truth = np.array(result["slices"]["search"]), np.array(result["slices"]["truth"])
     assert len(search) == 40 and len(truth) > 0
@@ -78,7 +64,7 @@ def test_the_study_ranks_every_configuration_on_samples_the_proxy_never_reads(tm
 
 
 def test_candidates_are_seeded_distinct_and_fill_the_budget():
-    bench = _bench()
+    bench = load_benchmark("bench_proxy")
     env = _tiny_env()
     game = env.unwrapped
     drawn = bench.draw_candidates(env, 5, seed=3)
@@ -106,7 +92,7 @@ def test_candidates_are_seeded_distinct_and_fill_the_budget():
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, argv, fragment):
     out = tmp_path / "proxy"
     base = ["--config", str(DIGITS), "--no-progress", "--set", "workload.train_epochs=1"]
-    assert _bench().main([*base, *argv, "--out", str(out)]) == 2
+    assert load_benchmark("bench_proxy").main([*base, *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bench_proxy: error: ") and fragment in err[0]
     assert not out.exists()

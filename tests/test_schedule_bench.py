@@ -3,25 +3,17 @@ cost: the same evaluated candidates, warm-up share and fine-tuning epochs in all
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from bench_scripts import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_schedule", ROOT / "benchmarks" / "bench_schedule.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_arm_costs_the_same_as_the_schedule():
     from prunegym.experiments.config import load_config
 
-    bench = _bench()
+    bench = load_benchmark("bench_schedule")
     base = load_config(ROOT / "configs" / "schedule-resnet20-fmnist.yaml",
                        ["search.episodes=30", "search.options.warmup_episodes=10"])  # fmt: skip
     steps = len(base.run.schedule)

@@ -3,11 +3,11 @@ setting (digits, one seed, K = 1, 2) and prints its table (not the real measurem
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_benchmark
 
 from prunegym.experiments.config import load_config
 from prunegym.experiments.generalist import workload_configs
@@ -35,14 +35,6 @@ def test_every_transfer_config_loads_and_becomes_a_transfer(path, tmp_path):
         assert (run.search.agent, run.search.episodes) == ("transfer", 11)
 
 
-def _bench():
-    path = ROOT / "benchmarks" / "bench_transfer.py"
-    spec = importlib.util.spec_from_file_location("bench_transfer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _source(tmp_path, episodes: int):
     """A tiny DDPG search on digits (its agent and dense model) and the bench's --source
     / --targets / --set arguments that point at it."""
@@ -59,7 +51,7 @@ def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys,
     _, args = _source(tmp_path, 3)
     out = tmp_path / "bench"
     argv = [*args, "--set", "env.ratio=0.4", "--seeds", "0", "--k", "1", "2", "--out", str(out)]
-    assert _bench().main(argv) == 0
+    assert load_benchmark("bench_transfer").main(argv) == 0
     printed = capsys.readouterr().out
     assert "| method | evaluations | proxy accuracy |" in printed
     for row in ("| zero-shot | 1 |", "| transfer+ft | 2 |", "| profile | 1 |", "| uniform | 1 |",
@@ -81,7 +73,7 @@ def test_the_benchmark_compares_every_method_on_a_tiny_setting(tmp_path, capsys,
         raise AssertionError("a finished run was searched again")
 
     monkeypatch.setattr(search_module, "run_search", no_search)
-    assert _bench().main(argv) == 0
+    assert load_benchmark("bench_transfer").main(argv) == 0
     assert json.loads((out / "results.json").read_text())["targets"] == results
 
 
@@ -90,7 +82,7 @@ def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_
     out = tmp_path / "bench"
     argv = [*args, "--seeds", "0", "--k", "1", "2", "--export-epochs", "1",
             "--export-samples", "64", "--export-at", "2", "--out", str(out)]  # fmt: skip
-    assert _bench().main(argv) == 0
+    assert load_benchmark("bench_transfer").main(argv) == 0
     (target,) = json.loads((out / "results.json").read_text())["targets"].values()
     tested = {key for key, rows in target.items() if "test_accuracy" in rows[0]}
     assert tested == {"zero-shot@1", "profile@1", "uniform@1", "transfer+ft@2", "random@2",
@@ -103,7 +95,7 @@ def test_export_at_fine_tunes_the_single_evaluation_methods_and_the_named_k(tmp_
     row = target["uniform@1"][0]
     assert row["test_accuracy_before_fine_tune"] == metrics["top1_before_fine_tune"]
     del row["test_accuracy_before_fine_tune"]
-    assert _bench().with_test_before_fine_tune(row, run_dir)[
+    assert load_benchmark("bench_transfer").with_test_before_fine_tune(row, run_dir)[
         "test_accuracy_before_fine_tune"] == metrics["top1_before_fine_tune"]  # fmt: skip
 
 
@@ -115,7 +107,7 @@ def test_a_generalist_run_adds_its_transfer_rows(tmp_path):
     out = tmp_path / "bench"
     argv = [*args, "--seeds", "0", "--k", "1", "2", "--generalist", str(generalist),
             "--out", str(out)]  # fmt: skip
-    assert _bench().main(argv) == 0
+    assert load_benchmark("bench_transfer").main(argv) == 0
     (target,) = json.loads((out / "results.json").read_text())["targets"].values()
     assert target["zero-shot (generalist)@1"][0]["evaluations"] == 1
     assert target["transfer+ft (generalist)@2"][0]["evaluations"] == 2

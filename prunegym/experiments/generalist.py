@@ -240,7 +240,7 @@ def run_generalist(
         log(f"training a generalist {cfg.search.agent} on {len(subs)} workloads: "
             f"{cfg.search.episodes} episodes ({len(searcher.history)} done)")  # fmt: skip
         callbacks = _top_callbacks(cfg, run_dir, subs, extra_callbacks)
-        run = play_search(searcher, multi, cfg, run_dir, callbacks)
+        run = play_search(searcher, multi, cfg.search.episodes, run_dir, callbacks)
         _write_summaries(run_dir, cfg, prepared, searcher, run.status, run.seconds)
         multi.close()
         log(f"generalist {run.status}: {len(run.result.history)} episodes in {run.seconds:.1f} s")

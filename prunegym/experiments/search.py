@@ -232,7 +232,7 @@ def run_search(
             n = f", {cfg.search.workers} workers" if cfg.search.workers > 1 else ""
             log(f"searching with {cfg.search.agent}: {cfg.search.episodes} episodes "
                 f"({len(searcher.history)} done{n})")  # fmt: skip
-            run = play_search(searcher, env, cfg, run_dir, callbacks)
+            run = play_search(searcher, env, cfg.search.episodes, run_dir, callbacks)
         write_summary(run_dir, cfg, run.result, run.status, run.seconds)
         env.close()
         log(f"search {run.status}: {len(run.result.history)} episodes in {run.seconds:.1f} s")

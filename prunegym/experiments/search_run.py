@@ -58,15 +58,15 @@ def save_agent_file(searcher: Any, run_dir: Path) -> None:
 
 
 def play_search(
-    searcher: Any, env: Any, cfg: Config, run_dir: Path, callbacks: Sequence[Any]
+    searcher: Any, env: Any, episodes: int, run_dir: Path, callbacks: Sequence[Any]
 ) -> SearchRun:
-    """Search ``cfg.search.episodes`` episodes on ``env`` (Ctrl-C and SIGTERM stop at an
-    episode boundary) and write the agent file; how it ended."""
+    """Search ``episodes`` episodes on ``env`` (Ctrl-C and SIGTERM stop at an episode
+    boundary) and write the agent file; how it ended."""
     start = time.perf_counter()
     with stop_at_episode_boundary(searcher) as stop:
-        result = searcher.search(env, cfg.search.episodes, callbacks=callbacks)
+        result = searcher.search(env, episodes, callbacks=callbacks)
     seconds = time.perf_counter() - start
-    interrupted = searcher.stop_requested and len(result.history) < cfg.search.episodes
+    interrupted = searcher.stop_requested and len(result.history) < episodes
     save_agent_file(searcher, run_dir)
     return SearchRun(run_dir, result, "interrupted" if interrupted else "completed", seconds,
                      stop.signum if interrupted else None)  # fmt: skip
