@@ -8,6 +8,7 @@ import io
 import json
 import pickle
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -337,6 +338,12 @@ def test_tensorboard_has_each_episode_once_after_a_crash_and_resume(tmp_path):
     again = make_searcher("random", env, seed=1)
     again.load_checkpoint(ckpt, env=env)
     assert len(again.history) == 4
+    # TensorBoard reads event files in name order: the creation second, then a per-process
+    # counter compared as text ("10" < "9"). A real resume is a later process; here, in
+    # one process, start the resumed log in a later second so its file sorts last.
+    second = int(time.time())
+    while int(time.time()) == second:
+        time.sleep(0.05)
     again.search(env, 8, callbacks=[TensorBoardCallback(log)], progress=False)
     assert _reward_steps(log) == list(range(8))
 
